@@ -1,0 +1,7 @@
+//! crashsim: a crash-consistency fuzzing harness for persistent-memory code.
+//!
+//! See `docs/ARCHITECTURE.md` for the bird's-eye view and the code map.
+
+pub mod daxfs;
+pub mod pmem;
+pub mod rng;

@@ -1,0 +1,167 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Granularity of the sparse images: pages are created on first write, copied from below.
+pub const PAGE_BYTES: u64 = 4096;
+
+/// Read-only media content of a fixed size. Implementations: the procedural [`Background`],
+/// a [`SparseImage`], a crash-state [`super::View`], a memory-mapped crash image.
+pub trait Backing: Send + Sync {
+    fn size_bytes(&self) -> u64;
+    /// Fills `buf` with the bytes at `addr..addr + buf.len()`. The caller guarantees the range
+    /// is inside the device (it is a harness bug otherwise).
+    fn read_at(&self, addr: u64, buf: &mut [u8]);
+}
+
+type WordFn = dyn Fn(u64) -> u64 + Send + Sync;
+
+/// Procedural media content: the value of every aligned 8-byte word is a function of its
+/// address. mkfs uses this to "poison" every data block without touching device-size memory.
+#[derive(Clone)]
+pub struct Background {
+    size_bytes: u64,
+    word: Option<Arc<WordFn>>,
+}
+
+impl Background {
+    pub fn zeroed(size_bytes: u64) -> Self {
+        Self { size_bytes, word: None }
+    }
+
+    /// `word(addr)` gives the little-endian value of the 8-byte word at aligned `addr`.
+    pub fn procedural(size_bytes: u64, word: impl Fn(u64) -> u64 + Send + Sync + 'static) -> Self {
+        Self { size_bytes, word: Some(Arc::new(word)) }
+    }
+}
+
+impl std::fmt::Debug for Background {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Background")
+            .field("size_bytes", &self.size_bytes)
+            .field("procedural", &self.word.is_some())
+            .finish()
+    }
+}
+
+impl Backing for Background {
+    fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+    fn read_at(&self, addr: u64, buf: &mut [u8]) {
+        let Some(word) = &self.word else {
+            buf.fill(0);
+            return;
+        };
+        let mut pos = 0usize;
+        while pos < buf.len() {
+            let a = addr + pos as u64;
+            let aligned = a & !7;
+            let bytes = word(aligned).to_le_bytes();
+            let skip = (a - aligned) as usize;
+            let take = (8 - skip).min(buf.len() - pos);
+            buf[pos..pos + take].copy_from_slice(&bytes[skip..skip + take]);
+            pos += take;
+        }
+    }
+}
+
+type Page = [u8; PAGE_BYTES as usize];
+
+/// A copy-on-write overlay of whole pages over a lower [`Backing`]. Cloning is O(pages
+/// written), never O(device size): pages are shared until one side writes them.
+#[derive(Clone)]
+pub struct SparseImage {
+    lower: Arc<dyn Backing>,
+    pages: BTreeMap<u64, Arc<Page>>,
+}
+
+impl SparseImage {
+    pub fn new(lower: Arc<dyn Backing>) -> Self {
+        Self { lower, pages: BTreeMap::new() }
+    }
+
+    pub fn lower(&self) -> &Arc<dyn Backing> {
+        &self.lower
+    }
+
+    /// Number of pages this image holds privately (written since it was created).
+    pub fn pages_written(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Indexes of the pages this image holds privately, ascending.
+    pub fn written_page_indexes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.pages.keys().copied()
+    }
+
+    pub fn write_at(&mut self, addr: u64, bytes: &[u8]) {
+        debug_assert!(addr + bytes.len() as u64 <= self.size_bytes());
+        let mut pos = 0usize;
+        while pos < bytes.len() {
+            let a = addr + pos as u64;
+            let index = a / PAGE_BYTES;
+            let off = (a % PAGE_BYTES) as usize;
+            let take = (PAGE_BYTES as usize - off).min(bytes.len() - pos);
+            let page = self.page_mut(index);
+            page[off..off + take].copy_from_slice(&bytes[pos..pos + take]);
+            pos += take;
+        }
+    }
+
+    pub fn write_u64(&mut self, addr: u64, value: u64) {
+        let index = addr / PAGE_BYTES;
+        let off = (addr % PAGE_BYTES) as usize;
+        if off + 8 <= PAGE_BYTES as usize {
+            self.page_mut(index)[off..off + 8].copy_from_slice(&value.to_le_bytes());
+        } else {
+            self.write_at(addr, &value.to_le_bytes());
+        }
+    }
+
+    fn page_mut(&mut self, index: u64) -> &mut Page {
+        let lower = &self.lower;
+        let page = self.pages.entry(index).or_insert_with(|| {
+            let mut p = Box::new([0u8; PAGE_BYTES as usize]);
+            let start = index * PAGE_BYTES;
+            let len = (lower.size_bytes() - start).min(PAGE_BYTES) as usize;
+            lower.read_at(start, &mut p[..len]);
+            Arc::from(p)
+        });
+        Arc::make_mut(page)
+    }
+
+    /// Writes the whole image to `out` (which must be `size_bytes` long).
+    pub fn materialize_into(&self, out: &mut [u8]) {
+        assert_eq!(out.len() as u64, self.size_bytes());
+        self.read_at(0, out);
+    }
+}
+
+impl Backing for SparseImage {
+    fn size_bytes(&self) -> u64 {
+        self.lower.size_bytes()
+    }
+    fn read_at(&self, addr: u64, buf: &mut [u8]) {
+        let mut pos = 0usize;
+        while pos < buf.len() {
+            let a = addr + pos as u64;
+            let index = a / PAGE_BYTES;
+            let off = (a % PAGE_BYTES) as usize;
+            let take = (PAGE_BYTES as usize - off).min(buf.len() - pos);
+            match self.pages.get(&index) {
+                Some(page) => buf[pos..pos + take].copy_from_slice(&page[off..off + take]),
+                None => self.lower.read_at(a, &mut buf[pos..pos + take]),
+            }
+            pos += take;
+        }
+    }
+}
+
+impl std::fmt::Debug for SparseImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SparseImage")
+            .field("size_bytes", &self.size_bytes())
+            .field("pages_written", &self.pages.len())
+            .finish()
+    }
+}

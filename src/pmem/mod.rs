@@ -1,0 +1,99 @@
+//! The simulated NVDIMM: a byte-addressable device that traces every store, flush and fence,
+//! and the ADR/eADR model of which of those stores a power cut may leave on media.
+//!
+//! The media model is written down in `docs/persistence-model.md`; this module is its code.
+//! Architecture Invariant: the system under test touches persistent bytes only through
+//! [`Device`]; there is no other path to the media.
+
+mod device;
+mod media;
+mod persist;
+mod trace;
+
+pub use device::{Device, TRACE_EVENTS_MAX_DEFAULT};
+pub use media::{Background, Backing, PAGE_BYTES, SparseImage};
+pub use persist::{
+    Choice, CrashPoint, CrashState, Granularity, PendingLine, Tracker, Unit, View, crash_points,
+};
+pub use trace::{Event, Op, Trace};
+
+/// Cache-line size: the unit of flushing and of the per-line persist order.
+pub const LINE_BYTES: u64 = 64;
+/// Failure-atomic unit: an aligned 8-byte word either reaches media whole or not at all.
+pub const UNIT_BYTES: u64 = 8;
+
+const _: () = assert!(LINE_BYTES.is_power_of_two() && UNIT_BYTES.is_power_of_two());
+const _: () = assert!(LINE_BYTES % UNIT_BYTES == 0);
+const _: () = assert!(PAGE_BYTES % LINE_BYTES == 0);
+
+/// A byte address on the persistent-memory device, counted from 0.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct PmemAddr(pub u64);
+
+impl PmemAddr {
+    pub fn line(self) -> u64 {
+        self.0 & !(LINE_BYTES - 1)
+    }
+}
+
+impl std::fmt::Display for PmemAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+/// The cache-line write-back instruction a flush uses.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum FlushKind {
+    /// Durable only after a later fence; the line may stay cached.
+    Clwb,
+    /// Durable only after a later fence; the line is evicted.
+    Clflushopt,
+    /// Ordered by itself: the line is durable when the instruction is issued.
+    Clflush,
+}
+
+/// Where the persistence domain ends.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum PersistenceModel {
+    /// Caches are outside the persistence domain: stores need flush + fence.
+    #[default]
+    Adr,
+    /// Caches are inside the persistence domain: a store is durable when executed.
+    Eadr,
+}
+
+impl std::str::FromStr for PersistenceModel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "adr" => Ok(Self::Adr),
+            "eadr" => Ok(Self::Eadr),
+            _ => Err(format!("unknown persistence model `{s}` (expected adr or eadr)")),
+        }
+    }
+}
+
+impl std::fmt::Display for PersistenceModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Adr => "adr",
+            Self::Eadr => "eadr",
+        })
+    }
+}
+
+/// Misuse of the device API. The device never panics on bad addresses or lengths.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PmemError {
+    #[error("access of {len} bytes at {addr:#x} is outside the {size_bytes}-byte device")]
+    OutOfRange { addr: u64, len: u64, size_bytes: u64 },
+    #[error("{what} at {addr:#x} of {len} bytes is not {align}-byte aligned")]
+    Misaligned { what: &'static str, addr: u64, len: u64, align: u64 },
+    #[error("{what} of zero bytes at {addr:#x}")]
+    Empty { what: &'static str, addr: u64 },
+    #[error("crash-state choice does not fit its crash point: {reason}")]
+    BadChoice { reason: String },
+    #[error("trace is full: {events_max} events (raise the trace bound or shorten the workload)")]
+    TraceFull { events_max: usize },
+}

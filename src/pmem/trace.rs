@@ -1,0 +1,127 @@
+use super::{FlushKind, UNIT_BYTES};
+
+/// One device call as recorded. The sequence number of an event is its index in the trace.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub op: Op,
+    /// Call site, e.g. `daxfs::journal::commit`.
+    pub site: &'static str,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Write-back store of `len` bytes (a multiple of 8) whose data starts at `data_off` in the
+    /// trace's data arena.
+    Store {
+        addr: u64,
+        len: u32,
+        data_off: u32,
+    },
+    /// Non-temporal store; same layout as `Store`.
+    StoreNt {
+        addr: u64,
+        len: u32,
+        data_off: u32,
+    },
+    Flush {
+        addr: u64,
+        len: u64,
+        kind: FlushKind,
+    },
+    Fence,
+}
+
+impl Op {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Store { .. } => "store",
+            Op::StoreNt { .. } => "store_nt",
+            Op::Flush { kind: FlushKind::Clwb, .. } => "clwb",
+            Op::Flush { kind: FlushKind::Clflushopt, .. } => "clflushopt",
+            Op::Flush { kind: FlushKind::Clflush, .. } => "clflush",
+            Op::Fence => "sfence",
+        }
+    }
+}
+
+/// The ordered record of every store, flush and fence a device received.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Trace {
+    events: Vec<Event>,
+    data: Vec<u8>,
+}
+
+impl Trace {
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+    pub fn event(&self, seq: usize) -> &Event {
+        &self.events[seq]
+    }
+
+    /// The bytes a store event wrote; empty for other events.
+    pub fn store_data(&self, event: &Event) -> &[u8] {
+        match event.op {
+            Op::Store { len, data_off, .. } | Op::StoreNt { len, data_off, .. } => {
+                &self.data[data_off as usize..data_off as usize + len as usize]
+            }
+            _ => &[],
+        }
+    }
+
+    /// The 8-byte units a store event wrote, in address order.
+    pub fn store_units(&self, event: &Event) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let addr = match event.op {
+            Op::Store { addr, .. } | Op::StoreNt { addr, .. } => addr,
+            _ => 0,
+        };
+        self.store_data(event).chunks_exact(UNIT_BYTES as usize).enumerate().map(move |(i, c)| {
+            let value = u64::from_le_bytes(c.try_into().expect("chunk of 8"));
+            (addr + i as u64 * UNIT_BYTES, value)
+        })
+    }
+
+    pub(crate) fn push_store(&mut self, nt: bool, addr: u64, bytes: &[u8], site: &'static str) {
+        let data_off = u32::try_from(self.data.len()).expect("trace data arena over 4 GiB");
+        let len = u32::try_from(bytes.len()).expect("store over 4 GiB");
+        self.data.extend_from_slice(bytes);
+        let op = if nt { Op::StoreNt { addr, len, data_off } } else { Op::Store { addr, len, data_off } };
+        self.events.push(Event { op, site });
+    }
+
+    pub(crate) fn push(&mut self, op: Op, site: &'static str) {
+        debug_assert!(!matches!(op, Op::Store { .. } | Op::StoreNt { .. }));
+        self.events.push(Event { op, site });
+    }
+
+    /// A stable digest of the whole trace (ops, addresses, data and call sites), for
+    /// determinism checks: same workload and schedule must give the same digest.
+    pub fn digest(&self) -> u64 {
+        let mut h = crc32fast::Hasher::new();
+        let mut h2 = crc32fast::Hasher::new_with_initial(0x9e37_79b9);
+        for e in &self.events {
+            let (tag, a, b, c): (u8, u64, u64, u64) = match e.op {
+                Op::Store { addr, len, data_off } => (1, addr, len as u64, data_off as u64),
+                Op::StoreNt { addr, len, data_off } => (2, addr, len as u64, data_off as u64),
+                Op::Flush { addr, len, kind } => (3 + kind as u8, addr, len, 0),
+                Op::Fence => (9, 0, 0, 0),
+            };
+            for hh in [&mut h, &mut h2] {
+                hh.update(&[tag]);
+                hh.update(&a.to_le_bytes());
+                hh.update(&b.to_le_bytes());
+                hh.update(&c.to_le_bytes());
+                hh.update(e.site.as_bytes());
+            }
+        }
+        h.update(&self.data);
+        h2.update(&self.data);
+        (u64::from(h.finalize()) << 32) | u64::from(h2.finalize())
+    }
+}
