@@ -4,6 +4,7 @@
 //! knows only the pmem device API.
 
 pub mod bugs;
+pub mod tag;
 pub mod types;
 
 pub use bugs::{Bug, BugSet};
