@@ -50,7 +50,7 @@ pub struct Poison {
 
 impl Poison {
     pub fn encode(self) -> u64 {
-        debug_assert!(self.block < 1 << 32 && self.word_in_block < 1 << 16);
+        debug_assert!(self.block < 1 << 32);
         (POISON_TOP << 56)
             | (u64::from(self.generation) << 48)
             | (self.block << 16)
