@@ -1,0 +1,496 @@
+//! Runs a workload on daxfs under the deterministic scheduler, with the run-time oracle: a plain
+//! reference model of every file's words, compared at every read and load (DESIGN §6).
+//!
+//! Architecture Invariant: this is the only place that knows both the workload language and
+//! daxfs; daxfs itself knows neither workloads nor oracles.
+
+pub mod crash;
+pub mod record;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::daxfs::fs::{DaxFs, Errno, FsState, MapId, MountOptions, PinId, PteTarget};
+use crate::daxfs::layout::{Geometry, mkfs};
+use crate::daxfs::ops::PageIo;
+use crate::daxfs::tag::{DataTag, Word};
+use crate::daxfs::{BLOCK_BYTES, FsError, Ino};
+use crate::pmem::Device;
+use crate::sched::{Executor, RunEnd, Sched};
+use crate::workload::{Op, Workload};
+use record::{Ack, DataEvent, FileLife, RunRecord};
+
+/// A run-time finding: the class name is one of DESIGN §6's.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Finding {
+    pub class: FindingClass,
+    pub message: String,
+    pub thread: usize,
+    pub op_index: usize,
+    pub file_id: Option<u32>,
+    pub word_off: Option<u64>,
+    pub found: Option<String>,
+    pub expected: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum FindingClass {
+    StaleData,
+    ForeignData,
+    IncoherentView,
+    UseAfterFree,
+    Deadlock,
+}
+
+/// Device and file-system setup for runs.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunConfig {
+    pub device_bytes: u64,
+    /// PMD size in blocks (512 = 2 MiB, the faithful default).
+    pub pmd_blocks: u64,
+    pub mount: MountOptions,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self { device_bytes: 64 << 20, pmd_blocks: crate::daxfs::PMD_BLOCKS_DEFAULT, mount: MountOptions::default() }
+    }
+}
+
+impl RunConfig {
+    pub fn geometry(&self) -> Result<Geometry, FsError> {
+        Ok(Geometry::new(self.device_bytes)?.with_pmd_blocks(self.pmd_blocks))
+    }
+
+    /// A freshly formatted device (its trace is empty).
+    pub fn format(&self) -> Result<Device, FsError> {
+        mkfs(&self.geometry()?)
+    }
+}
+
+/// What a run produced.
+pub struct RunOutput {
+    pub device: Device,
+    pub findings: Vec<Finding>,
+    pub record: RunRecord,
+    pub end: RunEnd,
+    /// Result of every operation, by thread, for tests and `show`.
+    pub results: Vec<Vec<Result<(), Errno>>>,
+}
+
+struct FileRef {
+    file_id: u32,
+    ino: Ino,
+    /// Expected value of every word (0 where never written or zeroed).
+    words: Vec<u64>,
+}
+
+#[derive(Default)]
+struct World {
+    files: Vec<Option<FileRef>>,
+    maps: Vec<Option<(MapId, usize, bool)>>,
+    pins: Vec<Option<(PinId, usize)>>,
+    next_file_id: u32,
+    next_version: u32,
+    findings: Vec<Finding>,
+    record: RunRecord,
+}
+
+struct Harness {
+    fs: DaxFs,
+    world: RefCell<World>,
+}
+
+/// Runs `workload` on a freshly formatted device.
+pub fn run(workload: &Workload, config: &RunConfig) -> Result<RunOutput, FsError> {
+    run_on(workload, config, config.format()?)
+}
+
+/// Runs `workload` on `device` (already formatted).
+pub fn run_on(workload: &Workload, config: &RunConfig, device: Device) -> Result<RunOutput, FsError> {
+    let sched = Sched::new();
+    let mut mount = config.mount;
+    mount.fault_around |= workload.options.fault_around;
+    let fs = DaxFs::mount(device, mount, Rc::clone(&sched))?;
+    let world = World {
+        files: (0..crate::workload::FILES_MAX).map(|_| None).collect(),
+        maps: (0..crate::workload::MAPS_MAX).map(|_| None).collect(),
+        pins: (0..crate::workload::PINS_MAX).map(|_| None).collect(),
+        next_file_id: 1,
+        next_version: 1,
+        ..World::default()
+    };
+    let h = Harness { fs, world: RefCell::new(world) };
+    let results: Vec<RefCell<Vec<Result<(), Errno>>>> = workload.threads.iter().map(|_| RefCell::new(Vec::new())).collect();
+    let end = {
+        let mut ex = Executor::new(Rc::clone(&sched));
+        for (t, ops) in workload.threads.iter().enumerate() {
+            let (h, out) = (&h, &results[t]);
+            ex.spawn(async move {
+                for (i, op) in ops.iter().enumerate() {
+                    h.fs.sched.yield_now().await;
+                    let r = h.exec(t, i, op).await;
+                    out.borrow_mut().push(r);
+                }
+            });
+        }
+        ex.run(&workload.schedule, |key| !h.fs.state().pinned(key))
+    };
+    let Harness { fs, world } = h;
+    let mut world = world.into_inner();
+    if let RunEnd::Deadlock { blocked, .. } = &end {
+        world.findings.push(Finding {
+            class: FindingClass::Deadlock,
+            message: format!("every unfinished thread is blocked: {blocked:?}"),
+            thread: blocked.first().map_or(0, |b| b.0),
+            op_index: 0,
+            file_id: None,
+            word_off: None,
+            found: None,
+            expected: None,
+        });
+    }
+    let device = fs.into_state().dev;
+    Ok(RunOutput {
+        device,
+        findings: world.findings,
+        record: world.record,
+        end,
+        results: results.into_iter().map(RefCell::into_inner).collect(),
+    })
+}
+
+impl Harness {
+    fn trace_pos(&self) -> usize {
+        self.fs.state().dev.trace().len()
+    }
+
+    async fn exec(&self, t: usize, i: usize, op: &Op) -> Result<(), Errno> {
+        match *op {
+            Op::Create { file } => self.create(file.0 as usize).await,
+            Op::Unlink { file } => self.unlink(file.0 as usize).await,
+            Op::Write { file, off, len } => self.write(t, i, file.0 as usize, off, len).await,
+            Op::Read { file, off, len } => self.read(t, i, file.0 as usize, off, len).await,
+            Op::Mmap { map, file, off, len, map_sync } => self.mmap(map.0 as usize, file.0 as usize, off, len, map_sync).await,
+            Op::Munmap { map } => self.munmap(map.0 as usize).await,
+            Op::Store { map, off, len } => self.store(t, i, map.0 as usize, off, len).await,
+            Op::Load { map, off, len } => self.load(t, i, map.0 as usize, off, len).await,
+            Op::Persist { map, off, len } => self.persist(map.0 as usize, off, len).await,
+            Op::Msync { map, off, len } => self.msync(map.0 as usize, off, len).await,
+            Op::Fallocate { file, off, len } => {
+                let (ino, _) = self.file(file.0 as usize)?;
+                self.fs.fallocate(ino, off, len).await
+            }
+            Op::PunchHole { file, off, len } => self.punch(file.0 as usize, off, len).await,
+            Op::Truncate { file, size } => self.truncate(file.0 as usize, size).await,
+            Op::Fsync { file } => self.fsync(file.0 as usize).await,
+            Op::Pin { pin, map, off, len, write } => self.pin(pin.0 as usize, map.0 as usize, off, len, write).await,
+            Op::DmaWrite { pin, off, len } => self.dma_write(t, i, pin.0 as usize, off, len).await,
+            Op::Unpin { pin } => self.unpin(pin.0 as usize).await,
+            Op::Sync => self.sync().await,
+        }
+    }
+
+    fn file(&self, slot: usize) -> Result<(Ino, u32), Errno> {
+        let w = self.world.borrow();
+        w.files[slot].as_ref().map(|f| (f.ino, f.file_id)).ok_or(Errno::NoEntry)
+    }
+
+    async fn create(&self, slot: usize) -> Result<(), Errno> {
+        if self.world.borrow().files[slot].is_some() {
+            return Err(Errno::Invalid("file slot in use"));
+        }
+        let at = self.trace_pos();
+        let ino = self.fs.create().await?;
+        let mut w = self.world.borrow_mut();
+        let file_id = w.next_file_id;
+        w.next_file_id += 1;
+        w.files[slot] = Some(FileRef { file_id, ino, words: Vec::new() });
+        w.record.files.push(FileLife { file_id, ino, created_at: at, unlinked_at: None });
+        Ok(())
+    }
+
+    async fn unlink(&self, slot: usize) -> Result<(), Errno> {
+        let (ino, file_id) = self.file(slot)?;
+        self.fs.unlink(ino, || self.zero_words(file_id, 0, u64::MAX)).await?;
+        let mut w = self.world.borrow_mut();
+        w.files[slot] = None;
+        if let Some(life) = w.record.files.iter_mut().rev().find(|f| f.file_id == file_id) {
+            life.unlinked_at = Some(self.trace_pos());
+        }
+        Ok(())
+    }
+
+    /// Zeroes the reference words `lo..hi` (bytes) of `file_id`: the moment the file stops
+    /// mapping them (the unmap step of punch/truncate/unlink).
+    fn zero_words(&self, file_id: u32, lo: u64, hi: u64) {
+        let at = self.fs.state().dev.trace().len();
+        let mut w = self.world.borrow_mut();
+        if let Some(f) = w.files.iter_mut().flatten().find(|f| f.file_id == file_id) {
+            let (a, b) = ((lo / 8) as usize, ((hi / 8) as usize).min(f.words.len()));
+            if a < b {
+                f.words[a..b].fill(0);
+            }
+        }
+        w.record.events.push(DataEvent::Zero { at, file_id, lo: lo / 8, hi: hi.saturating_add(7) / 8 });
+    }
+
+    fn new_words(&self, file_id: u32, off: u64, len: u64) -> (u32, Vec<u64>) {
+        let mut w = self.world.borrow_mut();
+        let version = w.next_version;
+        w.next_version += 1;
+        let words = (0..len / 8).map(|k| DataTag { file_id, word_off: off / 8 + k, version }.encode()).collect();
+        (version, words)
+    }
+
+    /// Records words `lo..` of `file_id` as written with `version` in the reference model.
+    fn apply_write(&self, file_id: u32, lo: u64, words: &[u64], version: u32, at: usize, block: Option<crate::daxfs::BlockNr>) {
+        let mut w = self.world.borrow_mut();
+        if let Some(f) = w.files.iter_mut().flatten().find(|f| f.file_id == file_id) {
+            let a = (lo / 8) as usize;
+            if f.words.len() < a + words.len() {
+                f.words.resize(a + words.len(), 0);
+            }
+            f.words[a..a + words.len()].copy_from_slice(words);
+        }
+        let (lo, hi) = (lo / 8, lo / 8 + words.len() as u64);
+        w.record.events.push(DataEvent::Write { at, file_id, lo, hi, version, block });
+    }
+
+    async fn write(&self, t: usize, i: usize, slot: usize, off: u64, len: u64) -> Result<(), Errno> {
+        let (ino, file_id) = self.file(slot)?;
+        let (version, words) = self.new_words(file_id, off, len);
+        self.fs.write(ino, off, &words, |st, io| self.land(st, t, i, ino, file_id, version, io, "a write()")).await
+    }
+
+    /// A data access landed: check it went to the block backing the page (UseAfterFree), then
+    /// record it in the reference model and the run record.
+    #[allow(clippy::too_many_arguments)]
+    fn land(&self, st: &FsState, t: usize, i: usize, ino: Ino, file_id: u32, version: u32, io: PageIo, what: &str) {
+        if self.check_landing(st, t, i, ino, file_id, &io, what) {
+            let block = match io.target {
+                PteTarget::Block(b) => Some(b),
+                PteTarget::ZeroPage => None,
+            };
+            self.apply_write(file_id, io.lo, io.words, version, io.at, block);
+        }
+    }
+
+    async fn read(&self, t: usize, i: usize, slot: usize, off: u64, len: u64) -> Result<(), Errno> {
+        let (ino, file_id) = self.file(slot)?;
+        let words = self.fs.read(ino, off, len).await?;
+        let st = self.fs.state();
+        self.compare(&st, t, i, file_id, off, &words, None);
+        Ok(())
+    }
+
+    /// Run-time oracle: `found` words at byte `off` of `file_id` against the reference.
+    #[allow(clippy::too_many_arguments)]
+    fn compare(&self, st: &FsState, t: usize, i: usize, file_id: u32, off: u64, found: &[u64], via: Option<&PageIo>) {
+        let mut w = self.world.borrow_mut();
+        let Some(f) = w.files.iter().flatten().find(|f| f.file_id == file_id) else { return };
+        let mut first_bad = None;
+        for (k, &v) in found.iter().enumerate() {
+            let word = off / 8 + k as u64;
+            let expected = f.words.get(word as usize).copied().unwrap_or(0);
+            if v != expected {
+                first_bad = Some((word, v, expected));
+                break;
+            }
+        }
+        let Some((word, v, expected)) = first_bad else { return };
+        let _ = st;
+        let class = match Word::decode(v) {
+            Word::Poison(_) | Word::Other(_) => FindingClass::StaleData,
+            Word::Data(tag) if tag.file_id != file_id || tag.word_off != word => FindingClass::ForeignData,
+            _ => FindingClass::IncoherentView,
+        };
+        let how = match via {
+            None => "read()".to_string(),
+            Some(a) => format!("a load through the mapping (page {}, {:?})", a.page, a.target),
+        };
+        w.findings.push(Finding {
+            class,
+            message: format!("{how} of file {file_id} word {word} returned {v:#018x}, reference has {expected:#018x}"),
+            thread: t,
+            op_index: i,
+            file_id: Some(file_id),
+            word_off: Some(word),
+            found: Some(format!("{:?}", Word::decode(v))),
+            expected: Some(format!("{:?}", Word::decode(expected))),
+        });
+    }
+
+    fn map(&self, slot: usize) -> Result<(MapId, usize, bool), Errno> {
+        self.world.borrow().maps[slot].ok_or(Errno::Invalid("no mapping in slot"))
+    }
+
+    async fn mmap(&self, slot: usize, fslot: usize, off: u64, len: u64, map_sync: bool) -> Result<(), Errno> {
+        if self.world.borrow().maps[slot].is_some() {
+            return Err(Errno::Invalid("mapping slot in use"));
+        }
+        let (ino, _) = self.file(fslot)?;
+        let id = self.fs.mmap(ino, off, len, map_sync).await?;
+        self.world.borrow_mut().maps[slot] = Some((id, fslot, map_sync));
+        Ok(())
+    }
+
+    async fn munmap(&self, slot: usize) -> Result<(), Errno> {
+        let (id, _, _) = self.map(slot)?;
+        self.fs.munmap(id).await?;
+        self.world.borrow_mut().maps[slot] = None;
+        Ok(())
+    }
+
+    /// The file behind a mapping; stale if the slot's file was unlinked (then accesses SIGBUS).
+    fn map_file(&self, slot: usize) -> Result<(MapId, u32, Ino, bool), Errno> {
+        let (id, _, map_sync) = self.map(slot)?;
+        let st = self.fs.state();
+        let m = st.mapping(id)?;
+        let file_id = self
+            .world
+            .borrow()
+            .record
+            .files
+            .iter()
+            .rev()
+            .find(|f| f.ino == m.ino)
+            .map(|f| f.file_id)
+            .ok_or(Errno::NoEntry)?;
+        Ok((id, file_id, m.ino, map_sync))
+    }
+
+    /// UseAfterFree oracle: a store or DMA through page `a` must land in the block that backs it.
+    #[allow(clippy::too_many_arguments)]
+    fn check_landing(&self, st: &FsState, t: usize, i: usize, ino: Ino, file_id: u32, a: &PageIo, what: &str) -> bool {
+        let PteTarget::Block(b) = a.target else { return true };
+        if st.block_backs(ino, a.page, b) {
+            return true;
+        }
+        self.world.borrow_mut().findings.push(Finding {
+            class: FindingClass::UseAfterFree,
+            message: format!(
+                "{what} to file {file_id} page {} landed in block {} which no longer backs it ({})",
+                a.page,
+                b.0,
+                if st.store.meta().is_allocated(b) { "it belongs to another file" } else { "it is free" }
+            ),
+            thread: t,
+            op_index: i,
+            file_id: Some(file_id),
+            word_off: Some(a.page * BLOCK_BYTES / 8),
+            found: None,
+            expected: None,
+        });
+        false
+    }
+
+    async fn store(&self, t: usize, i: usize, slot: usize, off: u64, len: u64) -> Result<(), Errno> {
+        let (id, file_id, ino, _) = self.map_file(slot)?;
+        let base = self.fs.state().mapping(id)?.off;
+        let (version, _) = self.new_words(file_id, 0, 8);
+        let words: Vec<u64> =
+            (0..len / 8).map(|k| DataTag { file_id, word_off: (base + off) / 8 + k, version }.encode()).collect();
+        self.fs.store(id, off, &words, |st, io| self.land(st, t, i, ino, file_id, version, io, "a store")).await
+    }
+
+    async fn load(&self, t: usize, i: usize, slot: usize, off: u64, len: u64) -> Result<(), Errno> {
+        let (id, file_id, _, _) = self.map_file(slot)?;
+        self.fs.load(id, off, len, |st, io| self.compare(st, t, i, file_id, io.lo, io.words, Some(&io))).await
+    }
+
+    fn ack(&self, file_id: u32, lo: u64, hi: u64, events_before: usize) {
+        let at = self.trace_pos();
+        self.world.borrow_mut().record.acks.push(Ack { at, file_id, lo, hi, events_before });
+    }
+
+    fn events_len(&self) -> usize {
+        self.world.borrow().record.events.len()
+    }
+
+    async fn persist(&self, slot: usize, off: u64, len: u64) -> Result<(), Errno> {
+        let (id, file_id, _, map_sync) = self.map_file(slot)?;
+        let base = self.fs.state().mapping(id)?.off;
+        let before = self.events_len();
+        self.fs.persist(id, off, len).await?;
+        // Only MAP_SYNC makes user-space flushing a durability promise (metadata is durable).
+        if map_sync {
+            self.ack(file_id, (base + off) / 8, (base + off + len) / 8, before);
+        }
+        Ok(())
+    }
+
+    async fn msync(&self, slot: usize, off: u64, len: u64) -> Result<(), Errno> {
+        let (id, file_id, _, _) = self.map_file(slot)?;
+        let base = self.fs.state().mapping(id)?.off;
+        let before = self.events_len();
+        self.fs.msync(id, off, len).await?;
+        self.ack(file_id, (base + off) / 8, (base + off + len) / 8, before);
+        Ok(())
+    }
+
+    async fn fsync(&self, slot: usize) -> Result<(), Errno> {
+        let (ino, file_id) = self.file(slot)?;
+        let before = self.events_len();
+        self.fs.fsync(ino).await?;
+        self.ack(file_id, 0, u64::MAX, before);
+        Ok(())
+    }
+
+    async fn sync(&self) -> Result<(), Errno> {
+        let live: Vec<u32> = self.world.borrow().files.iter().flatten().map(|f| f.file_id).collect();
+        let before = self.events_len();
+        self.fs.sync().await?;
+        for file_id in live {
+            self.ack(file_id, 0, u64::MAX, before);
+        }
+        Ok(())
+    }
+
+    async fn punch(&self, slot: usize, off: u64, len: u64) -> Result<(), Errno> {
+        let (ino, file_id) = self.file(slot)?;
+        self.fs.punch_hole(ino, off, len, || self.zero_words(file_id, off, off + len)).await
+    }
+
+    async fn truncate(&self, slot: usize, size: u64) -> Result<(), Errno> {
+        let (ino, file_id) = self.file(slot)?;
+        self.fs.truncate(ino, size, || self.zero_words(file_id, size, u64::MAX)).await
+    }
+
+    fn pin_slot(&self, slot: usize) -> Result<(PinId, usize), Errno> {
+        self.world.borrow().pins[slot].ok_or(Errno::Invalid("no pin in slot"))
+    }
+
+    async fn pin(&self, slot: usize, mslot: usize, off: u64, len: u64, write: bool) -> Result<(), Errno> {
+        if self.world.borrow().pins[slot].is_some() {
+            return Err(Errno::Invalid("pin slot in use"));
+        }
+        let (id, _, _) = self.map(mslot)?;
+        let pin = self.fs.pin(id, off, len, write).await?;
+        self.world.borrow_mut().pins[slot] = Some((pin, mslot));
+        Ok(())
+    }
+
+    async fn dma_write(&self, t: usize, i: usize, slot: usize, off: u64, len: u64) -> Result<(), Errno> {
+        let (pin, mslot) = self.pin_slot(slot)?;
+        let (rec_ino, rec_off) = {
+            let st = self.fs.state();
+            let rec = st.pins.get(pin).cloned().flatten().ok_or(Errno::Invalid("no such pin"))?;
+            (rec.ino, rec.off)
+        };
+        let _ = mslot;
+        let file_id = self.world.borrow().record.files.iter().rev().find(|f| f.ino == rec_ino).map(|f| f.file_id);
+        let file_id = file_id.ok_or(Errno::NoEntry)?;
+        let (version, _) = self.new_words(file_id, 0, 8);
+        let words: Vec<u64> =
+            (0..len / 8).map(|k| DataTag { file_id, word_off: (rec_off + off) / 8 + k, version }.encode()).collect();
+        self.fs.dma_write(pin, off, &words, |st, io| self.land(st, t, i, rec_ino, file_id, version, io, "a DMA write")).await
+    }
+
+    async fn unpin(&self, slot: usize) -> Result<(), Errno> {
+        let (pin, _) = self.pin_slot(slot)?;
+        self.fs.unpin(pin).await?;
+        self.world.borrow_mut().pins[slot] = None;
+        Ok(())
+    }
+}

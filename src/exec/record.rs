@@ -1,0 +1,181 @@
+//! What a run leaves behind for the crash oracle: the history of every file word, with trace
+//! positions, and the acknowledgements of durability (DESIGN §6).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::daxfs::tag::Word;
+use crate::daxfs::{BlockNr, Ino};
+
+/// A change to a range of file words, in the order the harness made them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum DataEvent {
+    /// Words `lo..hi` of `file_id` got `version`; their stores are at trace positions ≥ `at`.
+    /// `block` is the physical block the stores went to (None: the zero page, data dropped).
+    Write { at: usize, file_id: u32, lo: u64, hi: u64, version: u32, block: Option<BlockNr> },
+    /// Words `lo..hi` of `file_id` became zero (punch, truncate, unlink) at trace position `at`.
+    Zero { at: usize, file_id: u32, lo: u64, hi: u64 },
+}
+
+impl DataEvent {
+    pub fn file_id(&self) -> u32 {
+        match self {
+            DataEvent::Write { file_id, .. } | DataEvent::Zero { file_id, .. } => *file_id,
+        }
+    }
+    pub fn at(&self) -> usize {
+        match self {
+            DataEvent::Write { at, .. } | DataEvent::Zero { at, .. } => *at,
+        }
+    }
+    pub fn covers(&self, word: u64) -> bool {
+        match self {
+            DataEvent::Write { lo, hi, .. } | DataEvent::Zero { lo, hi, .. } => *lo <= word && word < *hi,
+        }
+    }
+}
+
+/// "Everything of `file_id` in words `lo..hi` done before data event `events_before` is durable",
+/// acknowledged at trace position `at` (fsync/msync/persist on MAP_SYNC/sync returned).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ack {
+    pub at: usize,
+    pub file_id: u32,
+    pub lo: u64,
+    pub hi: u64,
+    pub events_before: usize,
+}
+
+/// One incarnation of a file: created at trace position `created_at` as inode `ino` with
+/// generation `file_id`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileLife {
+    pub file_id: u32,
+    pub ino: Ino,
+    pub created_at: usize,
+    pub unlinked_at: Option<usize>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunRecord {
+    pub files: Vec<FileLife>,
+    pub events: Vec<DataEvent>,
+    pub acks: Vec<Ack>,
+}
+
+/// The verdict on one word found after recovery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WordVerdict {
+    Ok,
+    /// Found an older value than the acknowledged one (or zero instead of it).
+    Lost { acked_version: u32 },
+    /// A tag of another file or offset that never lived in this block.
+    Foreign,
+    /// Poison, garbage, or a tag that lived in this block before its latest allocation.
+    Stale,
+}
+
+/// Per-file index of the record as of one crash point: events by page, so judging a word
+/// looks only at the events that touched its page.
+pub struct FileHistory<'r> {
+    events: &'r [DataEvent],
+    /// page → indexes into `events` (ascending) of this file's events before the point.
+    by_page: BTreeMap<u64, Vec<usize>>,
+    acks: Vec<&'r Ack>,
+    /// (version, block) of every write ever recorded: a block's earlier contents.
+    landed: &'r BTreeSet<(u32, u64)>,
+}
+
+const WORDS_PER_PAGE: u64 = crate::daxfs::BLOCK_BYTES / 8;
+
+impl RunRecord {
+    /// (version, block) pairs of every write, for telling a block's old contents from foreign data.
+    pub fn landed(&self) -> BTreeSet<(u32, u64)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                DataEvent::Write { version, block: Some(b), .. } => Some((*version, b.0)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The history of `file_id` as of crash point `point` (events whose stores began before
+    /// it), for words below `words_end`.
+    pub fn history<'r>(&'r self, file_id: u32, point: usize, words_end: u64, landed: &'r BTreeSet<(u32, u64)>) -> FileHistory<'r> {
+        let mut by_page: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        for (i, e) in self.events.iter().enumerate().filter(|(_, e)| e.file_id() == file_id && e.at() < point) {
+            let (lo, hi) = match e {
+                DataEvent::Write { lo, hi, .. } | DataEvent::Zero { lo, hi, .. } => (*lo, (*hi).min(words_end)),
+            };
+            if lo >= hi {
+                continue;
+            }
+            for page in lo / WORDS_PER_PAGE..hi.div_ceil(WORDS_PER_PAGE) {
+                by_page.entry(page).or_default().push(i);
+            }
+        }
+        let acks = self.acks.iter().filter(|a| a.file_id == file_id && a.at <= point).collect();
+        FileHistory { events: &self.events, by_page, acks, landed }
+    }
+
+    /// The incarnations that may own inode `ino` after a crash at `point`.
+    pub fn candidates(&self, ino: Ino, point: usize) -> impl Iterator<Item = &FileLife> {
+        self.files.iter().filter(move |f| f.ino == ino && f.created_at < point)
+    }
+}
+
+impl FileHistory<'_> {
+    fn touching(&self, word: u64) -> impl DoubleEndedIterator<Item = (usize, &DataEvent)> + '_ {
+        let list = self.by_page.get(&(word / WORDS_PER_PAGE)).map_or(&[][..], Vec::as_slice);
+        list.iter().map(|&i| (i, &self.events[i])).filter(move |(_, e)| e.covers(word))
+    }
+
+    /// Index of the newest event on `word` that an ack covers.
+    fn acked_floor(&self, word: u64) -> Option<usize> {
+        self.acks
+            .iter()
+            .filter(|a| a.lo <= word && word < a.hi)
+            .filter_map(|a| self.touching(word).rev().find(|(i, _)| *i < a.events_before).map(|(i, _)| i))
+            .max()
+    }
+
+    /// Has this file no events at all on the page of `word` (then only zero is expected)?
+    pub fn page_untouched(&self, word: u64) -> bool {
+        !self.by_page.contains_key(&(word / WORDS_PER_PAGE))
+    }
+
+    /// Judges the word found at offset `word` (in words) of `file_id`, read from `block`.
+    pub fn judge(&self, file_id: u32, word: u64, found: Word, block: Option<BlockNr>) -> WordVerdict {
+        let floor = self.acked_floor(word);
+        let floor_version = floor.and_then(|i| match &self.events[i] {
+            DataEvent::Write { version, .. } => Some(*version),
+            DataEvent::Zero { .. } => None,
+        });
+        match found {
+            Word::Zero => match floor_version {
+                None => WordVerdict::Ok,
+                Some(acked_version) => {
+                    let zeroed_later = self
+                        .touching(word)
+                        .any(|(i, e)| Some(i) > floor && matches!(e, DataEvent::Zero { .. }));
+                    if zeroed_later { WordVerdict::Ok } else { WordVerdict::Lost { acked_version } }
+                }
+            },
+            Word::Data(t) if t.file_id == file_id && t.word_off == word => {
+                let written = self
+                    .touching(word)
+                    .find(|(_, e)| matches!(e, DataEvent::Write { version, .. } if *version == t.version));
+                match (written, floor) {
+                    (None, _) => WordVerdict::Foreign,
+                    (Some((i, _)), Some(f)) if i < f => WordVerdict::Lost { acked_version: floor_version.unwrap_or(0) },
+                    _ => WordVerdict::Ok,
+                }
+            }
+            Word::Data(t) => match block {
+                Some(b) if self.landed.contains(&(t.version, b.0)) => WordVerdict::Stale,
+                _ => WordVerdict::Foreign,
+            },
+            Word::Poison(_) | Word::Other(_) => WordVerdict::Stale,
+        }
+    }
+}
