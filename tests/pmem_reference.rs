@@ -189,3 +189,14 @@ fn identity_store_keeps_the_state_hash() {
     assert_eq!(at_end[0].image, at_end[1].image);
     check(dev);
 }
+
+#[test]
+fn committed_corpus_inputs_decode_to_the_cases_they_name() {
+    let names = |bytes: &[u8]| -> Vec<&'static str> {
+        trace_from_bytes(bytes).trace.events().iter().map(|e| e.op.name()).collect()
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/pmem_model");
+    let read = |name: &str| std::fs::read(root.join(name)).expect("committed corpus file");
+    assert_eq!(names(&read("wb-then-nt-same-address")), ["store", "store_nt", "sfence"]);
+    assert_eq!(names(&read("nt-then-wb-clflush")), ["store_nt", "store", "clflush", "sfence"]);
+}
