@@ -67,17 +67,27 @@ impl Backing for Background {
 
 type Page = [u8; PAGE_BYTES as usize];
 
-/// A copy-on-write overlay of whole pages over a lower [`Backing`]. Cloning is O(pages
-/// written), never O(device size): pages are shared until one side writes them.
+/// Pages per chunk of the page table. A store looks up its chunk in a map of chunks (few
+/// entries, so the search is short) and then indexes the chunk directly.
+const CHUNK_PAGES: u64 = 64;
+type Chunk = [Option<Arc<Page>>; CHUNK_PAGES as usize];
+
+/// A copy-on-write overlay of whole pages over a lower [`Backing`]. Cloning is O(chunks
+/// written) ≤ O(pages written), never O(device size): chunks and pages are shared until one
+/// side writes them.
 #[derive(Clone)]
 pub struct SparseImage {
     lower: Arc<dyn Backing>,
-    pages: BTreeMap<u64, Arc<Page>>,
+    size_bytes: u64,
+    /// Chunk index → chunk; a page is present iff it was written since the image was created.
+    chunks: BTreeMap<u64, Arc<Chunk>>,
+    pages_written: usize,
 }
 
 impl SparseImage {
     pub fn new(lower: Arc<dyn Backing>) -> Self {
-        Self { lower, pages: BTreeMap::new() }
+        let size_bytes = lower.size_bytes();
+        Self { lower, size_bytes, chunks: BTreeMap::new(), pages_written: 0 }
     }
 
     pub fn lower(&self) -> &Arc<dyn Backing> {
@@ -86,12 +96,18 @@ impl SparseImage {
 
     /// Number of pages this image holds privately (written since it was created).
     pub fn pages_written(&self) -> usize {
-        self.pages.len()
+        self.pages_written
     }
 
     /// Indexes of the pages this image holds privately, ascending.
     pub fn written_page_indexes(&self) -> impl Iterator<Item = u64> + '_ {
-        self.pages.keys().copied()
+        self.chunks.iter().flat_map(|(&c, chunk)| {
+            chunk
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.is_some())
+                .map(move |(i, _)| c * CHUNK_PAGES + i as u64)
+        })
     }
 
     pub fn write_at(&mut self, addr: u64, bytes: &[u8]) {
@@ -118,16 +134,19 @@ impl SparseImage {
         }
     }
 
+    fn page(&self, index: u64) -> Option<&Page> {
+        let chunk = self.chunks.get(&(index / CHUNK_PAGES))?;
+        chunk[(index % CHUNK_PAGES) as usize].as_deref()
+    }
+
     fn page_mut(&mut self, index: u64) -> &mut Page {
-        let lower = &self.lower;
-        let page = self.pages.entry(index).or_insert_with(|| {
-            let mut p = Box::new([0u8; PAGE_BYTES as usize]);
-            let start = index * PAGE_BYTES;
-            let len = (lower.size_bytes() - start).min(PAGE_BYTES) as usize;
-            lower.read_at(start, &mut p[..len]);
-            Arc::from(p)
-        });
-        Arc::make_mut(page)
+        let chunk = self.chunks.entry(index / CHUNK_PAGES).or_insert_with(|| Arc::new(empty_chunk()));
+        let slot = &mut Arc::make_mut(chunk)[(index % CHUNK_PAGES) as usize];
+        if slot.is_none() {
+            *slot = Some(copy_page(&*self.lower, self.size_bytes, index));
+            self.pages_written += 1;
+        }
+        Arc::make_mut(slot.as_mut().expect("page just filled"))
     }
 
     /// Writes the whole image to `out` (which must be `size_bytes` long).
@@ -137,9 +156,22 @@ impl SparseImage {
     }
 }
 
+fn empty_chunk() -> Chunk {
+    std::array::from_fn(|_| None)
+}
+
+/// Page `index` of `lower` (zero past the device end).
+fn copy_page(lower: &dyn Backing, size_bytes: u64, index: u64) -> Arc<Page> {
+    let mut p = Box::new([0u8; PAGE_BYTES as usize]);
+    let start = index * PAGE_BYTES;
+    let len = (size_bytes - start).min(PAGE_BYTES) as usize;
+    lower.read_at(start, &mut p[..len]);
+    Arc::from(p)
+}
+
 impl Backing for SparseImage {
     fn size_bytes(&self) -> u64 {
-        self.lower.size_bytes()
+        self.size_bytes
     }
     fn read_at(&self, addr: u64, buf: &mut [u8]) {
         let mut pos = 0usize;
@@ -148,7 +180,7 @@ impl Backing for SparseImage {
             let index = a / PAGE_BYTES;
             let off = (a % PAGE_BYTES) as usize;
             let take = (PAGE_BYTES as usize - off).min(buf.len() - pos);
-            match self.pages.get(&index) {
+            match self.page(index) {
                 Some(page) => buf[pos..pos + take].copy_from_slice(&page[off..off + take]),
                 None => self.lower.read_at(a, &mut buf[pos..pos + take]),
             }
@@ -161,7 +193,7 @@ impl std::fmt::Debug for SparseImage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SparseImage")
             .field("size_bytes", &self.size_bytes())
-            .field("pages_written", &self.pages.len())
+            .field("pages_written", &self.pages_written)
             .finish()
     }
 }

@@ -8,6 +8,7 @@
 mod device;
 mod media;
 mod persist;
+pub mod reference;
 mod trace;
 
 pub use device::{Device, TRACE_EVENTS_MAX_DEFAULT};

@@ -359,7 +359,7 @@ impl<'t> Tracker<'t> {
         match (self.model, event.op) {
             (_, Op::Store { .. }) | (_, Op::StoreNt { .. }) if self.model == PersistenceModel::Eadr => {
                 for (addr, value) in self.trace.store_units(&event) {
-                    self.make_durable(addr, value);
+                    self.make_durable(Unit { addr, value, seq });
                 }
             }
             (_, Op::Store { .. }) => {
@@ -388,7 +388,7 @@ impl<'t> Tracker<'t> {
                     let units = std::mem::take(&mut state.pending);
                     self.lines.remove(&line);
                     for u in units {
-                        self.make_durable(u.addr, u.value);
+                        self.make_durable(u);
                     }
                 }
             }
@@ -406,14 +406,34 @@ impl<'t> Tracker<'t> {
         // Program order matters only for units to the same address; sort to apply in order.
         durable.sort_by_key(|u| u.seq);
         for u in durable {
-            self.make_durable(u.addr, u.value);
+            self.make_durable(u);
         }
     }
 
-    fn make_durable(&mut self, addr: u64, value: u64) {
-        let old = read_word(&self.durable, addr);
+    fn make_durable(&mut self, u: Unit) {
+        let old = read_word(&self.durable, u.addr);
         self.durable_hash =
-            self.durable_hash.wrapping_sub(word_hash(addr, old)).wrapping_add(word_hash(addr, value));
-        self.durable.write_u64(addr, value);
+            self.durable_hash.wrapping_sub(word_hash(u.addr, old)).wrapping_add(word_hash(u.addr, u.value));
+        self.durable.write_u64(u.addr, u.value);
+        self.drop_superseded(u);
+    }
+
+    /// Stores to one address reach media in program order: once `u` is durable, a pending unit
+    /// written to the same address earlier can no longer land after it, so it is dropped.
+    /// Without this, a stale NT or write-back value could resurface over a newer durable one
+    /// (WB store, NT store, fence; or NT store, WB store, clflush). Dropping such a unit loses no
+    /// state: whenever it would have persisted, the newer durable value overwrote it.
+    fn drop_superseded(&mut self, u: Unit) {
+        let older = |p: &Unit| p.addr == u.addr && p.seq < u.seq;
+        self.nt.retain(|p| !older(p));
+        let line = u.addr & !(LINE_BYTES - 1);
+        if let Some(state) = self.lines.get_mut(&line) {
+            let flushed_dropped = state.pending[..state.flushed].iter().filter(|p| older(p)).count();
+            state.pending.retain(|p| !older(p));
+            state.flushed -= flushed_dropped;
+            if state.pending.is_empty() {
+                self.lines.remove(&line);
+            }
+        }
     }
 }
