@@ -5,3 +5,4 @@
 pub mod daxfs;
 pub mod pmem;
 pub mod rng;
+pub mod workload;
