@@ -38,6 +38,7 @@ fn every_seed_decodes_to_a_valid_workload() {
 #[test]
 fn seeds_equal_fuzz_inputs() {
     let bytes = crashsim::rng::seed_bytes(77, crashsim::workload::SEED_BYTES);
+    assert_eq!(Workload::seed_input(77), bytes);
     assert_eq!(Workload::from_bytes(&bytes).unwrap(), Workload::from_seed(77));
 }
 

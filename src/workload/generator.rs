@@ -98,8 +98,13 @@ impl<'a> Arbitrary<'a> for Workload {
 impl Workload {
     /// The workload of sweep seed `seed`: PRNG bytes decoded like a fuzz input.
     pub fn from_seed(seed: u64) -> Workload {
-        let bytes = crate::rng::seed_bytes(seed, SEED_BYTES);
-        decode(&mut Unstructured::new(&bytes))
+        decode(&mut Unstructured::new(&Workload::seed_input(seed)))
+    }
+
+    /// The input bytes seed `seed` stands for: what an artifact's `input.bin` holds, so a
+    /// sweep failure replays as a fuzz input.
+    pub fn seed_input(seed: u64) -> Vec<u8> {
+        crate::rng::seed_bytes(seed, SEED_BYTES)
     }
 
     /// The workload a fuzz input decodes to (the same path libFuzzer's `fuzz_target!` takes).

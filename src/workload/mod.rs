@@ -47,6 +47,10 @@
 //! - *Schedules*: mostly round-robin segments (a switch at every step), with runs of one
 //!   thread and random picks mixed in.
 //!
+//! `tests/workload.rs` measures the mix over 2000 seeds and pins a floor under each window's
+//! share (two threads on one block, pin vs truncate/punch, fallocate then store, MAP_SYNC
+//! persist, aligned 2 MiB ranges, faults vs shrinks, durability after writes).
+//!
 //! Architecture Invariant: the generator never leaves a pin held at the end of a thread and a
 //! thread never truncates, punches or faults while it holds a pin (only DMA writes happen between
 //! pin and unpin), so a correct file system never deadlocks on a generated workload.
