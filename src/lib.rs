@@ -6,3 +6,4 @@ pub mod daxfs;
 pub mod pmem;
 pub mod rng;
 pub mod sched;
+pub mod workload;
