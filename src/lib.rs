@@ -3,6 +3,7 @@
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view and the code map.
 
 pub mod daxfs;
+pub mod exec;
 pub mod pmem;
 pub mod rng;
 pub mod sched;

@@ -145,7 +145,7 @@ impl DaxFs {
         st.install(map, ino, page, target, write)?;
         if write && st.mapping(map)?.map_sync && !st.inode_meta_durable(ino) && !st.bug(Bug::MapSyncIgnored) {
             // VmFault::NeedDsync: commit and fence before the writable PTE is used.
-            st.store.force_all(&mut st.dev)?;
+            st.force_all()?;
             st.fence(SITE_DSYNC)?;
             return Ok(VmFault::NeedDsync);
         }
@@ -199,7 +199,7 @@ impl DaxFs {
         let e = st.entries.get_mut(&(ino.0, base)).expect("locked PMD entry");
         *e = Entry { kind: EntryKind::Pfn(b), pmd: true, dirty: e.dirty || write };
         if write && map_sync && !st.inode_meta_durable(ino) && !st.bug(Bug::MapSyncIgnored) {
-            st.store.force_all(&mut st.dev)?;
+            st.force_all()?;
             st.fence(SITE_DSYNC)?;
             return Ok(VmFault::NeedDsync);
         }

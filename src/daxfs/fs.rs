@@ -17,7 +17,7 @@ use super::layout::Geometry;
 use super::store::MetaStore;
 use super::types::*;
 use crate::pmem::{Device, FlushKind, PmemAddr};
-use crate::sched::{LockId, Mode, Sched};
+use crate::sched::Sched;
 
 /// Allocation policy, a mount option (DESIGN §4). Both are correct in the fixed model.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -248,6 +248,15 @@ impl FsState {
             self.last_tid.insert(ino.0, tid);
         }
         Ok(tid)
+    }
+
+    /// Makes every committed transaction durable (flush + fence the commit records).
+    pub fn force_all(&mut self) -> FsResult<()> {
+        Ok(self.store.force_all(&mut self.dev)?)
+    }
+
+    pub fn checkpoint(&mut self) -> FsResult<()> {
+        Ok(self.store.checkpoint(&mut self.dev)?)
     }
 
     /// Is every metadata change of `ino` durable?

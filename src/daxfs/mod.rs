@@ -5,6 +5,10 @@
 
 pub mod balloc;
 pub mod bugs;
+pub mod dax;
+pub mod fs;
+pub mod iomap;
+pub mod ops;
 pub mod fsck;
 pub mod journal;
 pub mod layout;

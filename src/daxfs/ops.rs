@@ -259,8 +259,7 @@ impl DaxFs {
         self.state().store.inode(ino)?;
         // seed 004: truncate must wait until no DMA pin covers the range (break_layouts).
         if !self.bug(Bug::TruncateIgnoresPin) {
-            let key = layout_key(ino, first, last);
-            self.sched.wait_until(key, || !self.state().pinned(key)).await;
+            self.break_layouts(ino, first, last).await;
         }
         // seed 003: blocks are freed only after every mapping of them is gone.
         if self.bug(Bug::FreeBeforeUnmap) {
@@ -277,6 +276,18 @@ impl DaxFs {
         Ok(())
     }
 
+    /// `break_layouts`: waits until no DMA pin overlaps pages `first..last`. Like XFS, it drops
+    /// `invalidate_lock` while sleeping (so the pin holder's faults can finish) and rechecks
+    /// after retaking it.
+    async fn break_layouts(&self, ino: Ino, first: u64, last: u64) {
+        let key = layout_key(ino, first, last);
+        while self.state().pinned(key) {
+            self.sched.unlock(LockId::Invalidate(ino.0), Mode::Exclusive);
+            self.sched.wait_until(key, || !self.state().pinned(key)).await;
+            self.sched.lock(LockId::Invalidate(ino.0), Mode::Exclusive).await;
+        }
+    }
+
     /// fsync: write back every dirty entry of the file, then fence and commit the journal.
     pub async fn fsync(&self, ino: Ino) -> FsResult<()> {
         self.state().store.inode(ino)?;
@@ -284,7 +295,7 @@ impl DaxFs {
         self.sched.yield_now().await;
         let mut st = self.state();
         st.fence(SITE_FSYNC)?;
-        st.store.force_all(&mut st.dev)?;
+        st.force_all()?;
         Ok(())
     }
 
@@ -296,7 +307,7 @@ impl DaxFs {
         self.sched.yield_now().await;
         let mut st = self.state();
         st.fence(SITE_FSYNC)?;
-        st.store.force_all(&mut st.dev)?;
+        st.force_all()?;
         Ok(())
     }
 
@@ -309,7 +320,7 @@ impl DaxFs {
         self.sched.yield_now().await;
         let mut st = self.state();
         st.fence(SITE_FSYNC)?;
-        st.store.checkpoint(&mut st.dev)?;
+        st.checkpoint()?;
         Ok(())
     }
 
