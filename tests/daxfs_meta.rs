@@ -391,3 +391,14 @@ fn replay_not_idempotent_differs_after_a_crash_during_recovery() {
         "some crash during recovery must expose the bug"
     );
 }
+
+#[test]
+fn faithful_geometry_gives_pmd_aligned_extents() {
+    let g = Geometry::new(256 << 20).unwrap();
+    let (mut dev, mut s) = fresh(&g, BugSet::NONE);
+    let a = s.alloc(&mut dev, 512, 512).unwrap();
+    assert_eq!((a, a.0 % 512), (g.data_start(), 0));
+    let b = s.alloc(&mut dev, 512, 512).unwrap();
+    assert_eq!(b.0, a.0 + 512);
+    assert_eq!(fsck_media(&dev).unwrap(), vec![]);
+}

@@ -572,6 +572,7 @@ mod tests {
         let g = Geometry::new(256 << 20).unwrap();
         let t = std::time::Instant::now();
         let dev = mkfs(&g).unwrap();
+        eprintln!("mkfs of 256 MiB: {:?}", t.elapsed());
         assert!(t.elapsed().as_millis() < 200, "mkfs took {:?}", t.elapsed());
         assert!(dev.trace().is_empty());
         let last = g.blocks() - 1;
