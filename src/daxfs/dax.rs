@@ -120,7 +120,9 @@ impl DaxFs {
         let (target, io, stale) = {
             let mut st = self.state();
             match st.entry_covering(ino, page) {
-                Some((key, Entry { kind: EntryKind::Pfn(b), pmd, .. })) if !write || st.page_written(ino, page)? => {
+                Some((key, Entry { kind: EntryKind::Pfn(b), pmd, .. }))
+                    if !write || st.page_written(ino, page)? =>
+                {
                     let b = if pmd { BlockNr(b.0 + page - key) } else { b };
                     (PteTarget::Block(b), None, None)
                 }
@@ -165,7 +167,8 @@ impl DaxFs {
         let (b, new) = {
             let mut st = self.state();
             let n = st.pmd_pages();
-            let conflict = st.entries.range((ino.0, base)..(ino.0, base + n)).any(|(&(_, k), e)| k != base || !e.pmd);
+            let conflict =
+                st.entries.range((ino.0, base)..(ino.0, base + n)).any(|(&(_, k), e)| k != base || !e.pmd);
             if conflict || st.beyond_eof(ino, base + n - 1)? {
                 return Ok(VmFault::Fallback);
             }
@@ -192,7 +195,10 @@ impl DaxFs {
             let m = st.mapping_mut(map)?;
             for p in base..base + n {
                 if p * BLOCK_BYTES >= m.off && p * BLOCK_BYTES < m.off + m.len {
-                    m.ptes.insert(p, Pte { target: PteTarget::Block(BlockNr(b.0 + p - base)), writable: write });
+                    m.ptes.insert(
+                        p,
+                        Pte { target: PteTarget::Block(BlockNr(b.0 + p - base)), writable: write },
+                    );
                 }
             }
         }
@@ -251,7 +257,12 @@ impl FsState {
 
     /// `iomap_begin` for a PTE fault: returns the PTE target, the `end_io` owed, and — with
     /// `double-zero-unwritten` — the whole unwritten extent to zero after sleeping.
-    fn iomap_for_fault(&mut self, ino: Ino, page: u64, write: bool) -> FsResult<(PteTarget, Option<iomap::EndIo>, Option<Extent>)> {
+    fn iomap_for_fault(
+        &mut self,
+        ino: Ino,
+        page: u64,
+        write: bool,
+    ) -> FsResult<(PteTarget, Option<iomap::EndIo>, Option<Extent>)> {
         let found = self.lookup(ino, page)?;
         if !write {
             let target = match found {
@@ -276,13 +287,16 @@ impl FsState {
     /// zero-page entry first unmaps every zero-page PTE of the index (seed 002).
     fn install(&mut self, map: MapId, ino: Ino, page: u64, target: PteTarget, write: bool) -> FsResult<()> {
         if let PteTarget::Block(b) = target {
-            let replaces_zero = self.entries.get(&(ino.0, page)).is_some_and(|e| e.kind == EntryKind::ZeroPage);
+            let replaces_zero =
+                self.entries.get(&(ino.0, page)).is_some_and(|e| e.kind == EntryKind::ZeroPage);
             if replaces_zero && !self.bug(Bug::ZeroPageNotUnmapped) {
                 self.unmap_range(ino, page, page + 1, |p| p.target == PteTarget::ZeroPage);
             }
             let covered = self.entry_covering(ino, page).filter(|(k, e)| e.pmd && *k != page);
             match covered {
-                Some((key, _)) if write => self.entries.get_mut(&(ino.0, key)).expect("pmd entry").dirty = true,
+                Some((key, _)) if write => {
+                    self.entries.get_mut(&(ino.0, key)).expect("pmd entry").dirty = true
+                }
                 Some(_) => {}
                 None => {
                     let e = self.entries.entry((ino.0, page)).or_insert(Entry {
@@ -295,7 +309,11 @@ impl FsState {
                 }
             }
         } else {
-            let e = self.entries.entry((ino.0, page)).or_insert(Entry { kind: EntryKind::Empty, pmd: false, dirty: false });
+            let e = self.entries.entry((ino.0, page)).or_insert(Entry {
+                kind: EntryKind::Empty,
+                pmd: false,
+                dirty: false,
+            });
             if e.kind == EntryKind::Empty {
                 e.kind = EntryKind::ZeroPage;
             }
@@ -315,7 +333,12 @@ impl FsState {
 
     /// `iomap_begin` for a PMD: an aligned written extent covering the range, or (for a write) a
     /// fresh aligned allocation of the whole hole. `None` means fall back to PTEs.
-    fn pmd_iomap(&mut self, ino: Ino, base: u64, write: bool) -> FsResult<Option<(BlockNr, Option<iomap::EndIo>)>> {
+    fn pmd_iomap(
+        &mut self,
+        ino: Ino,
+        base: u64,
+        write: bool,
+    ) -> FsResult<Option<(BlockNr, Option<iomap::EndIo>)>> {
         let n = self.pmd_pages();
         let inode = self.store.inode(ino)?;
         if let Some(e) = inode.lookup(base) {

@@ -44,7 +44,9 @@ impl std::str::FromStr for AllocPolicy {
         match s {
             "zero-before-commit" => Ok(Self::ZeroBeforeCommit),
             "unwritten-end-io" => Ok(Self::UnwrittenEndIo),
-            _ => Err(format!("unknown allocation policy `{s}` (expected zero-before-commit or unwritten-end-io)")),
+            _ => Err(format!(
+                "unknown allocation policy `{s}` (expected zero-before-commit or unwritten-end-io)"
+            )),
         }
     }
 }
@@ -278,14 +280,26 @@ impl FsState {
 
     /// Stores `words` at block `b` from word `word_in_block` and clwb's the lines (the kernel's
     /// memcpy_flushcache without the trailing fence).
-    pub fn store_words(&mut self, b: BlockNr, byte_in_block: u64, words: &[u64], site: &'static str) -> FsResult<()> {
+    pub fn store_words(
+        &mut self,
+        b: BlockNr,
+        byte_in_block: u64,
+        words: &[u64],
+        site: &'static str,
+    ) -> FsResult<()> {
         let addr = PmemAddr(self.block_addr(b).0 + byte_in_block);
         let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
         self.dev.store(addr, &bytes, site)?;
         Ok(())
     }
 
-    pub fn flush_range(&mut self, b: BlockNr, byte_in_block: u64, len: u64, site: &'static str) -> FsResult<()> {
+    pub fn flush_range(
+        &mut self,
+        b: BlockNr,
+        byte_in_block: u64,
+        len: u64,
+        site: &'static str,
+    ) -> FsResult<()> {
         let addr = PmemAddr(self.block_addr(b).0 + byte_in_block);
         self.dev.flush(addr, len, FlushKind::Clwb, site)?;
         Ok(())

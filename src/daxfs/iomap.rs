@@ -1,12 +1,14 @@
 //! `iomap_begin` for writes and `end_io`: allocation, zeroing and unwritten conversion under the
 //! two allocation policies (DESIGN §4). Each function here is one atomic step.
 //!
-//! Ordering that keeps old block contents from ever becoming file data after a crash:
-//! - `zero-before-commit`: zero stores → clwb → sfence → commit(BitmapSet + ExtentSet Written).
-//!   The commit record can only reach media after the fence, so zeroes are durable first.
+//! Ordering that keeps old block contents from ever becoming file data after a crash. Zeroes
+//! and data are written back with clwb, and the journal's own pre-commit fence (body flushed and
+//! fenced, *then* the commit record) orders them before the commit record — one fence, as the
+//! kernel orders data before the log with a cache flush:
+//! - `zero-before-commit`: zero stores → clwb → commit(BitmapSet + ExtentSet Written).
 //! - `unwritten-end-io`: commit(BitmapSet + ExtentSet Unwritten) → zero/data stores → clwb →
-//!   sfence → `end_io` commit(ExtentSet Written). An unwritten extent reads as zeros, so until
-//!   the conversion is durable nothing old is visible; the conversion follows the data's fence.
+//!   `end_io` commit(ExtentSet Written). An unwritten extent reads as zeros, so until the
+//!   conversion is durable nothing old is visible.
 
 use super::bugs::Bug;
 use super::fs::{AllocPolicy, FsResult, FsState};
@@ -41,21 +43,30 @@ fn zero_new(st: &mut FsState, b: BlockNr, count: u64) -> FsResult<()> {
     Ok(())
 }
 
-/// clwb + sfence over `count` blocks from `b`.
-fn make_durable(st: &mut FsState, b: BlockNr, count: u64, site: &'static str) -> FsResult<()> {
+/// clwb over `count` blocks from `b`. The next fence — at the latest the journal's pre-commit
+/// fence — makes them durable.
+fn write_back(st: &mut FsState, b: BlockNr, count: u64, site: &'static str) -> FsResult<()> {
     st.dev.flush(st.block_addr(b), count * BLOCK_BYTES, crate::pmem::FlushKind::Clwb, site)?;
-    st.fence(site)
+    Ok(())
 }
 
-/// Zero, make durable, then commit `records` — or, with `commit-before-zero-durable`, commit
-/// first and flush after (seed 000: the allocation reaches the log before the zeroes do).
-fn zero_then_commit(st: &mut FsState, b: BlockNr, count: u64, records: &[Record], site: &'static str) -> FsResult<()> {
+/// Zero, write back, then commit `records` (whose pre-commit fence makes the zeroes durable
+/// first) — or, with `commit-before-zero-durable`, commit first and write back after (seed 000:
+/// the allocation reaches the log before the zeroes do).
+fn zero_then_commit(
+    st: &mut FsState,
+    b: BlockNr,
+    count: u64,
+    records: &[Record],
+    site: &'static str,
+) -> FsResult<()> {
     zero_new(st, b, count)?;
     if st.bug(Bug::CommitBeforeZeroDurable) {
         st.commit(records, site)?;
-        return make_durable(st, b, count, site);
+        write_back(st, b, count, site)?;
+        return st.fence(site);
     }
-    make_durable(st, b, count, site)?;
+    write_back(st, b, count, site)?;
     st.commit(records, site)?;
     Ok(())
 }
@@ -64,7 +75,13 @@ fn zero_then_commit(st: &mut FsState, b: BlockNr, count: u64, records: &[Record]
 /// write. Under `zero-before-commit` the blocks are zeroed, durable and committed written on
 /// return; under `unwritten-end-io` they are committed unwritten and zeroed (not durable), and
 /// the returned [`EndIo`] must be completed after the caller's data stores.
-pub fn alloc_for_write(st: &mut FsState, ino: Ino, file_block: u64, count: u64, align: u64) -> FsResult<(BlockNr, Option<EndIo>)> {
+pub fn alloc_for_write(
+    st: &mut FsState,
+    ino: Ino,
+    file_block: u64,
+    count: u64,
+    align: u64,
+) -> FsResult<(BlockNr, Option<EndIo>)> {
     let b = st.store.alloc(&mut st.dev, count, align)?;
     let bitmap = Record::BitmapSet { start: b, len: count };
     match st.opts.policy {
@@ -84,7 +101,13 @@ pub fn alloc_for_write(st: &mut FsState, ino: Ino, file_block: u64, count: u64, 
 
 /// Prepares the unwritten blocks `phys..+len` at `file_block` for a write: zero them, and under
 /// `zero-before-commit` convert them at once; under `unwritten-end-io` return the conversion owed.
-pub fn convert_for_write(st: &mut FsState, ino: Ino, file_block: u64, phys: BlockNr, len: u64) -> FsResult<Option<EndIo>> {
+pub fn convert_for_write(
+    st: &mut FsState,
+    ino: Ino,
+    file_block: u64,
+    phys: BlockNr,
+    len: u64,
+) -> FsResult<Option<EndIo>> {
     match st.opts.policy {
         AllocPolicy::ZeroBeforeCommit => {
             let extent = Extent { file_block, phys, len, state: ExtentState::Written };
@@ -100,25 +123,32 @@ pub fn convert_for_write(st: &mut FsState, ino: Ino, file_block: u64, phys: Bloc
 
 /// I/O completion: make the blocks' zeroes and data durable, then commit the conversion.
 pub fn end_io(st: &mut FsState, io: EndIo) -> FsResult<()> {
-    let extent = Extent { file_block: io.file_block, phys: io.phys, len: io.len, state: ExtentState::Written };
+    let extent =
+        Extent { file_block: io.file_block, phys: io.phys, len: io.len, state: ExtentState::Written };
     let convert = [Record::ExtentSet { ino: io.ino, extent }];
     // seed 000: never converting leaves written data reading as zeros after remount.
     if st.bug(Bug::MissingEndIo) {
-        return make_durable(st, io.phys, io.len, SITE_END_IO);
+        write_back(st, io.phys, io.len, SITE_END_IO)?;
+        return st.fence(SITE_END_IO);
     }
     // seed 000: converting before the data is durable exposes old contents after a crash.
     if st.bug(Bug::EndIoBeforeDataDurable) {
         st.commit(&convert, SITE_END_IO)?;
-        return make_durable(st, io.phys, io.len, SITE_END_IO);
+        write_back(st, io.phys, io.len, SITE_END_IO)?;
+        return st.fence(SITE_END_IO);
     }
-    make_durable(st, io.phys, io.len, SITE_END_IO)?;
+    write_back(st, io.phys, io.len, SITE_END_IO)?;
     st.commit(&convert, SITE_END_IO)?;
     Ok(())
 }
 
 /// `iomap_begin(WRITE)` for one block: returns the block backing `file_block`, allocating or
 /// converting as the policy says, plus any `end_io` owed and whether the block is new.
-pub fn iomap_write_block(st: &mut FsState, ino: Ino, file_block: u64) -> FsResult<(BlockNr, Option<EndIo>, bool)> {
+pub fn iomap_write_block(
+    st: &mut FsState,
+    ino: Ino,
+    file_block: u64,
+) -> FsResult<(BlockNr, Option<EndIo>, bool)> {
     match st.lookup(ino, file_block)? {
         Some((b, ExtentState::Written)) => Ok((b, None, false)),
         Some((b, ExtentState::Unwritten)) => Ok((b, convert_for_write(st, ino, file_block, b, 1)?, true)),

@@ -65,7 +65,13 @@ impl DaxFs {
     /// `write(2)` through `dax_iomap_rw`: allocate per policy, copy with write-back stores +
     /// clwb (memcpy_flushcache), extend the size. `on_copy` runs in the step that copies each
     /// block, so the caller's reference model changes atomically with the media.
-    pub async fn write(&self, ino: Ino, off: u64, words: &[u64], mut on_copy: impl FnMut(&FsState, PageIo)) -> FsResult<()> {
+    pub async fn write(
+        &self,
+        ino: Ino,
+        off: u64,
+        words: &[u64],
+        mut on_copy: impl FnMut(&FsState, PageIo),
+    ) -> FsResult<()> {
         check_data_range(off, words.len() as u64 * 8)?;
         self.sched.lock(LockId::Inode(ino.0), Mode::Exclusive).await;
         let r = self.write_locked(ino, off, words, &mut on_copy).await;
@@ -73,41 +79,51 @@ impl DaxFs {
         r
     }
 
-    async fn write_locked(&self, ino: Ino, off: u64, words: &[u64], on_copy: &mut impl FnMut(&FsState, PageIo)) -> FsResult<()> {
-        self.state().store.inode(ino)?;
+    async fn write_locked(
+        &self,
+        ino: Ino,
+        off: u64,
+        words: &[u64],
+        on_copy: &mut impl FnMut(&FsState, PageIo),
+    ) -> FsResult<()> {
         let end = off + words.len() as u64 * 8;
+        {
+            // Extend the size first, so no allocation ever lies wholly past EOF; a crash in
+            // between leaves zeros in the extension, never old data.
+            let mut st = self.state();
+            if end > st.size_of(ino)? {
+                st.commit(&[Record::InodeSize { ino, size_bytes: end }], SITE_SIZE)?;
+            }
+        }
         for page in pages_of(off, end - off) {
             let lo = off.max(page * BLOCK_BYTES);
             let hi = end.min((page + 1) * BLOCK_BYTES);
             let chunk = &words[((lo - off) / 8) as usize..((hi - off) / 8) as usize];
-            let new = {
-                let mut st = self.state();
-                let (b, io, new) = iomap::iomap_write_block(&mut st, ino, page)?;
-                let at = st.dev.trace().len();
-                st.store_words(b, lo % BLOCK_BYTES, chunk, super::fs::SITE_WRITE)?;
-                st.flush_range(b, lo % BLOCK_BYTES, hi - lo, super::fs::SITE_WRITE)?;
-                if let Some(io) = io {
-                    iomap::end_io(&mut st, io)?;
-                }
-                on_copy(&st, PageIo { page, target: PteTarget::Block(b), at, lo, words: chunk });
-                new
-            };
+            let (b, io, new) = iomap::iomap_write_block(&mut self.state(), ino, page)?;
             if new {
-                // IomapFlags::NEW: invalidate zero-page entries of the range (waits on entry locks).
+                // IomapFlags::NEW: unmap zero-page entries of the page before copying (waits
+                // on the entry lock of a fault in progress).
                 self.invalidate_zero_page(ino, page).await;
             }
+            let mut st = self.state();
+            let at = st.dev.trace().len();
+            st.store_words(b, lo % BLOCK_BYTES, chunk, super::fs::SITE_WRITE)?;
+            st.flush_range(b, lo % BLOCK_BYTES, hi - lo, super::fs::SITE_WRITE)?;
+            if let Some(io) = io {
+                iomap::end_io(&mut st, io)?;
+            }
+            on_copy(&st, PageIo { page, target: PteTarget::Block(b), at, lo, words: chunk });
+            drop(st);
             self.sched.yield_now().await;
-        }
-        let mut st = self.state();
-        if end > st.size_of(ino)? {
-            st.commit(&[Record::InodeSize { ino, size_bytes: end }], SITE_SIZE)?;
         }
         Ok(())
     }
 
     async fn invalidate_zero_page(&self, ino: Ino, page: u64) {
+        // Any entry, even a locked placeholder: a read fault holding it may be about to
+        // install the zero page, so wait for it like invalidate_inode_pages2_range does.
         let key = match self.state().entry_covering(ino, page) {
-            Some((key, e)) if e.kind == EntryKind::ZeroPage => key,
+            Some((key, e)) if matches!(e.kind, EntryKind::ZeroPage | EntryKind::Empty) => key,
             _ => return,
         };
         self.sched.lock(LockId::Entry(ino.0, key), Mode::Exclusive).await;
@@ -149,7 +165,13 @@ impl DaxFs {
 
     /// User stores of `words` at byte `off` of mapping `map`. `on_page` runs in the step that
     /// stores each page (for the caller's reference model and UseAfterFree check).
-    pub async fn store(&self, map: MapId, off: u64, words: &[u64], mut on_page: impl FnMut(&FsState, PageIo)) -> FsResult<()> {
+    pub async fn store(
+        &self,
+        map: MapId,
+        off: u64,
+        words: &[u64],
+        mut on_page: impl FnMut(&FsState, PageIo),
+    ) -> FsResult<()> {
         check_data_range(off, words.len() as u64 * 8)?;
         let m = self.state().mapping(map)?.clone();
         let (start, end) = (m.off + off, m.off + off + words.len() as u64 * 8);
@@ -171,7 +193,13 @@ impl DaxFs {
     }
 
     /// User loads; `on_page` sees each page's words in the step that loads them.
-    pub async fn load(&self, map: MapId, off: u64, len: u64, mut on_page: impl FnMut(&FsState, PageIo)) -> FsResult<()> {
+    pub async fn load(
+        &self,
+        map: MapId,
+        off: u64,
+        len: u64,
+        mut on_page: impl FnMut(&FsState, PageIo),
+    ) -> FsResult<()> {
         check_data_range(off, len)?;
         let m = self.state().mapping(map)?.clone();
         let (start, end) = (m.off + off, m.off + off + len);
@@ -237,7 +265,8 @@ impl DaxFs {
         let old = self.state().size_of(ino)?;
         if size >= old {
             self.sched.lock(LockId::Inode(ino.0), Mode::Exclusive).await;
-            let r = self.state().commit(&[Record::InodeSize { ino, size_bytes: size }], SITE_SIZE).map(|_| ());
+            let r =
+                self.state().commit(&[Record::InodeSize { ino, size_bytes: size }], SITE_SIZE).map(|_| ());
             self.sched.unlock(LockId::Inode(ino.0), Mode::Exclusive);
             return r;
         }
@@ -246,7 +275,15 @@ impl DaxFs {
 
     /// Truncate down / punch / unlink: `i_rwsem` → `invalidate_lock` exclusive →
     /// `break_layouts` (wait for DMA pins) → unmap and delete entries → free the blocks.
-    async fn shrink(&self, ino: Ino, first: u64, last: u64, size: Option<u64>, delete: bool, on_unmap: impl FnOnce()) -> FsResult<()> {
+    async fn shrink(
+        &self,
+        ino: Ino,
+        first: u64,
+        last: u64,
+        size: Option<u64>,
+        delete: bool,
+        on_unmap: impl FnOnce(),
+    ) -> FsResult<()> {
         self.sched.lock(LockId::Inode(ino.0), Mode::Exclusive).await;
         self.sched.lock(LockId::Invalidate(ino.0), Mode::Exclusive).await;
         let r = self.shrink_locked(ino, first, last, size, delete, on_unmap).await;
@@ -255,7 +292,15 @@ impl DaxFs {
         r
     }
 
-    async fn shrink_locked(&self, ino: Ino, first: u64, last: u64, size: Option<u64>, delete: bool, on_unmap: impl FnOnce()) -> FsResult<()> {
+    async fn shrink_locked(
+        &self,
+        ino: Ino,
+        first: u64,
+        last: u64,
+        size: Option<u64>,
+        delete: bool,
+        on_unmap: impl FnOnce(),
+    ) -> FsResult<()> {
         self.state().store.inode(ino)?;
         // seed 004: truncate must wait until no DMA pin covers the range (break_layouts).
         if !self.bug(Bug::TruncateIgnoresPin) {
@@ -358,11 +403,20 @@ impl DaxFs {
 
     /// A device write into pinned pages: non-temporal stores completed by a fence (durable when
     /// the DMA completes). `on_page` runs in the step that writes each page.
-    pub async fn dma_write(&self, pin: PinId, off: u64, words: &[u64], mut on_page: impl FnMut(&FsState, PageIo)) -> FsResult<()> {
+    pub async fn dma_write(
+        &self,
+        pin: PinId,
+        off: u64,
+        words: &[u64],
+        mut on_page: impl FnMut(&FsState, PageIo),
+    ) -> FsResult<()> {
         check_data_range(off, words.len() as u64 * 8)?;
         let rec = self.state().pins.get(pin).cloned().flatten().ok_or(Errno::Invalid("no such pin"))?;
         if off + words.len() as u64 * 8 > rec.len {
             return Err(Errno::Invalid("DMA beyond the pinned range"));
+        }
+        if !rec.write {
+            return Err(Errno::Invalid("DMA write into pages pinned for reading"));
         }
         let (start, end) = (rec.off + off, rec.off + off + words.len() as u64 * 8);
         for page in pages_of(start, end - start) {
@@ -441,7 +495,9 @@ impl FsState {
             let hi = end.min((page + 1) * BLOCK_BYTES);
             let count = ((hi - pos) / 8) as usize;
             match self.lookup(ino, page)? {
-                Some((b, ExtentState::Written)) => out.extend(self.read_words(b, pos % BLOCK_BYTES, count)?),
+                Some((b, ExtentState::Written)) => {
+                    out.extend(self.read_words(b, pos % BLOCK_BYTES, count)?)
+                }
                 // seed 000: read() of an unwritten extent must return zeros.
                 Some((b, ExtentState::Unwritten)) if self.bug(Bug::ReadMapsUnwritten) => {
                     out.extend(self.read_words(b, pos % BLOCK_BYTES, count)?)
@@ -467,7 +523,10 @@ impl FsState {
             }
             let b = self.store.alloc(&mut self.dev, run, 1)?;
             let extent = Extent { file_block: page, phys: b, len: run, state: ExtentState::Unwritten };
-            self.commit(&[Record::BitmapSet { start: b, len: run }, Record::ExtentSet { ino, extent }], SITE_FALLOC)?;
+            self.commit(
+                &[Record::BitmapSet { start: b, len: run }, Record::ExtentSet { ino, extent }],
+                SITE_FALLOC,
+            )?;
             page += run;
         }
         if off + len > self.size_of(ino)? {
@@ -478,7 +537,14 @@ impl FsState {
 
     /// Unmaps every PTE of the range (a PMD entry overlapping it goes whole) and deletes the
     /// entries; for truncate, zeroes the tail of the new last block.
-    fn unmap_and_delete(&mut self, ino: Ino, first: u64, last: u64, size: Option<u64>, delete: bool) -> FsResult<()> {
+    fn unmap_and_delete(
+        &mut self,
+        ino: Ino,
+        first: u64,
+        last: u64,
+        size: Option<u64>,
+        delete: bool,
+    ) -> FsResult<()> {
         let n = self.pmd_pages();
         let (lo, hi) = (first & !(n - 1), last);
         let doomed: Vec<(u64, bool)> = self
@@ -514,7 +580,14 @@ impl FsState {
 
     /// Frees the blocks of file pages `first..last` in one transaction (with the size change or
     /// the inode deletion). The freed blocks stay busy until it is durable.
-    fn free_range(&mut self, ino: Ino, first: u64, last: u64, size: Option<u64>, delete: bool) -> FsResult<()> {
+    fn free_range(
+        &mut self,
+        ino: Ino,
+        first: u64,
+        last: u64,
+        size: Option<u64>,
+        delete: bool,
+    ) -> FsResult<()> {
         let inode = self.store.inode(ino)?;
         let mut records = Vec::new();
         for e in inode.extents.iter().filter(|e| e.file_block + e.len > first && e.file_block < last) {

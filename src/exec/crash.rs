@@ -58,7 +58,10 @@ pub fn check(store: &MetaStore, dev: &Device, record: &RunRecord, point: usize) 
         if candidates.is_empty() {
             out.push(CrashFinding {
                 class: CrashClass::AllocatorInconsistent,
-                message: format!("inode {} is live after recovery but was never created before the crash", ino.0),
+                message: format!(
+                    "inode {} is live after recovery but was never created before the crash",
+                    ino.0
+                ),
                 ino: Some(ino.0),
                 file_id: None,
                 word_off: None,
@@ -118,7 +121,9 @@ fn check_file(
                 _ => CrashClass::StaleData,
             };
             let allowed = match verdict {
-                WordVerdict::Lost { acked_version } => format!("file {file_id} word {word} version >= {acked_version} (acknowledged durable)"),
+                WordVerdict::Lost { acked_version } => {
+                    format!("file {file_id} word {word} version >= {acked_version} (acknowledged durable)")
+                }
                 _ => format!("zero or a version of file {file_id} word {word} written before the crash"),
             };
             return Some(CrashFinding {

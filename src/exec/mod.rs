@@ -53,7 +53,11 @@ pub struct RunConfig {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        Self { device_bytes: 64 << 20, pmd_blocks: crate::daxfs::PMD_BLOCKS_DEFAULT, mount: MountOptions::default() }
+        Self {
+            device_bytes: 64 << 20,
+            pmd_blocks: crate::daxfs::PMD_BLOCKS_DEFAULT,
+            mount: MountOptions::default(),
+        }
     }
 }
 
@@ -121,7 +125,8 @@ pub fn run_on(workload: &Workload, config: &RunConfig, device: Device) -> Result
         ..World::default()
     };
     let h = Harness { fs, world: RefCell::new(world) };
-    let results: Vec<RefCell<Vec<Result<(), Errno>>>> = workload.threads.iter().map(|_| RefCell::new(Vec::new())).collect();
+    let results: Vec<RefCell<Vec<Result<(), Errno>>>> =
+        workload.threads.iter().map(|_| RefCell::new(Vec::new())).collect();
     let end = {
         let mut ex = Executor::new(Rc::clone(&sched));
         for (t, ops) in workload.threads.iter().enumerate() {
@@ -171,7 +176,9 @@ impl Harness {
             Op::Unlink { file } => self.unlink(file.0 as usize).await,
             Op::Write { file, off, len } => self.write(t, i, file.0 as usize, off, len).await,
             Op::Read { file, off, len } => self.read(t, i, file.0 as usize, off, len).await,
-            Op::Mmap { map, file, off, len, map_sync } => self.mmap(map.0 as usize, file.0 as usize, off, len, map_sync).await,
+            Op::Mmap { map, file, off, len, map_sync } => {
+                self.mmap(map.0 as usize, file.0 as usize, off, len, map_sync).await
+            }
             Op::Munmap { map } => self.munmap(map.0 as usize).await,
             Op::Store { map, off, len } => self.store(t, i, map.0 as usize, off, len).await,
             Op::Load { map, off, len } => self.load(t, i, map.0 as usize, off, len).await,
@@ -184,7 +191,9 @@ impl Harness {
             Op::PunchHole { file, off, len } => self.punch(file.0 as usize, off, len).await,
             Op::Truncate { file, size } => self.truncate(file.0 as usize, size).await,
             Op::Fsync { file } => self.fsync(file.0 as usize).await,
-            Op::Pin { pin, map, off, len, write } => self.pin(pin.0 as usize, map.0 as usize, off, len, write).await,
+            Op::Pin { pin, map, off, len, write } => {
+                self.pin(pin.0 as usize, map.0 as usize, off, len, write).await
+            }
             Op::DmaWrite { pin, off, len } => self.dma_write(t, i, pin.0 as usize, off, len).await,
             Op::Unpin { pin } => self.unpin(pin.0 as usize).await,
             Op::Sync => self.sync().await,
@@ -239,12 +248,21 @@ impl Harness {
         let mut w = self.world.borrow_mut();
         let version = w.next_version;
         w.next_version += 1;
-        let words = (0..len / 8).map(|k| DataTag { file_id, word_off: off / 8 + k, version }.encode()).collect();
+        let words =
+            (0..len / 8).map(|k| DataTag { file_id, word_off: off / 8 + k, version }.encode()).collect();
         (version, words)
     }
 
     /// Records words `lo..` of `file_id` as written with `version` in the reference model.
-    fn apply_write(&self, file_id: u32, lo: u64, words: &[u64], version: u32, at: usize, block: Option<crate::daxfs::BlockNr>) {
+    fn apply_write(
+        &self,
+        file_id: u32,
+        lo: u64,
+        words: &[u64],
+        version: u32,
+        at: usize,
+        block: Option<crate::daxfs::BlockNr>,
+    ) {
         let mut w = self.world.borrow_mut();
         if let Some(f) = w.files.iter_mut().flatten().find(|f| f.file_id == file_id) {
             let a = (lo / 8) as usize;
@@ -260,13 +278,25 @@ impl Harness {
     async fn write(&self, t: usize, i: usize, slot: usize, off: u64, len: u64) -> Result<(), Errno> {
         let (ino, file_id) = self.file(slot)?;
         let (version, words) = self.new_words(file_id, off, len);
-        self.fs.write(ino, off, &words, |st, io| self.land(st, t, i, ino, file_id, version, io, "a write()")).await
+        self.fs
+            .write(ino, off, &words, |st, io| self.land(st, t, i, ino, file_id, version, io, "a write()"))
+            .await
     }
 
     /// A data access landed: check it went to the block backing the page (UseAfterFree), then
     /// record it in the reference model and the run record.
     #[allow(clippy::too_many_arguments)]
-    fn land(&self, st: &FsState, t: usize, i: usize, ino: Ino, file_id: u32, version: u32, io: PageIo, what: &str) {
+    fn land(
+        &self,
+        st: &FsState,
+        t: usize,
+        i: usize,
+        ino: Ino,
+        file_id: u32,
+        version: u32,
+        io: PageIo,
+        what: &str,
+    ) {
         if self.check_landing(st, t, i, ino, file_id, &io, what) {
             let block = match io.target {
                 PteTarget::Block(b) => Some(b),
@@ -286,7 +316,16 @@ impl Harness {
 
     /// Run-time oracle: `found` words at byte `off` of `file_id` against the reference.
     #[allow(clippy::too_many_arguments)]
-    fn compare(&self, st: &FsState, t: usize, i: usize, file_id: u32, off: u64, found: &[u64], via: Option<&PageIo>) {
+    fn compare(
+        &self,
+        st: &FsState,
+        t: usize,
+        i: usize,
+        file_id: u32,
+        off: u64,
+        found: &[u64],
+        via: Option<&PageIo>,
+    ) {
         let mut w = self.world.borrow_mut();
         let Some(f) = w.files.iter().flatten().find(|f| f.file_id == file_id) else { return };
         let mut first_bad = None;
@@ -311,7 +350,9 @@ impl Harness {
         };
         w.findings.push(Finding {
             class,
-            message: format!("{how} of file {file_id} word {word} returned {v:#018x}, reference has {expected:#018x}"),
+            message: format!(
+                "{how} of file {file_id} word {word} returned {v:#018x}, reference has {expected:#018x}"
+            ),
             thread: t,
             op_index: i,
             file_id: Some(file_id),
@@ -362,7 +403,16 @@ impl Harness {
 
     /// UseAfterFree oracle: a store or DMA through page `a` must land in the block that backs it.
     #[allow(clippy::too_many_arguments)]
-    fn check_landing(&self, st: &FsState, t: usize, i: usize, ino: Ino, file_id: u32, a: &PageIo, what: &str) -> bool {
+    fn check_landing(
+        &self,
+        st: &FsState,
+        t: usize,
+        i: usize,
+        ino: Ino,
+        file_id: u32,
+        a: &PageIo,
+        what: &str,
+    ) -> bool {
         let PteTarget::Block(b) = a.target else { return true };
         if st.block_backs(ino, a.page, b) {
             return true;
@@ -389,9 +439,12 @@ impl Harness {
         let (id, file_id, ino, _) = self.map_file(slot)?;
         let base = self.fs.state().mapping(id)?.off;
         let (version, _) = self.new_words(file_id, 0, 8);
-        let words: Vec<u64> =
-            (0..len / 8).map(|k| DataTag { file_id, word_off: (base + off) / 8 + k, version }.encode()).collect();
-        self.fs.store(id, off, &words, |st, io| self.land(st, t, i, ino, file_id, version, io, "a store")).await
+        let words: Vec<u64> = (0..len / 8)
+            .map(|k| DataTag { file_id, word_off: (base + off) / 8 + k, version }.encode())
+            .collect();
+        self.fs
+            .store(id, off, &words, |st, io| self.land(st, t, i, ino, file_id, version, io, "a store"))
+            .await
     }
 
     async fn load(&self, t: usize, i: usize, slot: usize, off: u64, len: u64) -> Result<(), Errno> {
@@ -479,12 +532,18 @@ impl Harness {
             (rec.ino, rec.off)
         };
         let _ = mslot;
-        let file_id = self.world.borrow().record.files.iter().rev().find(|f| f.ino == rec_ino).map(|f| f.file_id);
+        let file_id =
+            self.world.borrow().record.files.iter().rev().find(|f| f.ino == rec_ino).map(|f| f.file_id);
         let file_id = file_id.ok_or(Errno::NoEntry)?;
         let (version, _) = self.new_words(file_id, 0, 8);
-        let words: Vec<u64> =
-            (0..len / 8).map(|k| DataTag { file_id, word_off: (rec_off + off) / 8 + k, version }.encode()).collect();
-        self.fs.dma_write(pin, off, &words, |st, io| self.land(st, t, i, rec_ino, file_id, version, io, "a DMA write")).await
+        let words: Vec<u64> = (0..len / 8)
+            .map(|k| DataTag { file_id, word_off: (rec_off + off) / 8 + k, version }.encode())
+            .collect();
+        self.fs
+            .dma_write(pin, off, &words, |st, io| {
+                self.land(st, t, i, rec_ino, file_id, version, io, "a DMA write")
+            })
+            .await
     }
 
     async fn unpin(&self, slot: usize) -> Result<(), Errno> {

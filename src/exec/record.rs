@@ -67,7 +67,9 @@ pub struct RunRecord {
 pub enum WordVerdict {
     Ok,
     /// Found an older value than the acknowledged one (or zero instead of it).
-    Lost { acked_version: u32 },
+    Lost {
+        acked_version: u32,
+    },
     /// A tag of another file or offset that never lived in this block.
     Foreign,
     /// Poison, garbage, or a tag that lived in this block before its latest allocation.
@@ -101,11 +103,20 @@ impl RunRecord {
 
     /// The history of `file_id` as of crash point `point` (events whose stores began before
     /// it), for words below `words_end`.
-    pub fn history<'r>(&'r self, file_id: u32, point: usize, words_end: u64, landed: &'r BTreeSet<(u32, u64)>) -> FileHistory<'r> {
+    pub fn history<'r>(
+        &'r self,
+        file_id: u32,
+        point: usize,
+        words_end: u64,
+        landed: &'r BTreeSet<(u32, u64)>,
+    ) -> FileHistory<'r> {
         let mut by_page: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-        for (i, e) in self.events.iter().enumerate().filter(|(_, e)| e.file_id() == file_id && e.at() < point) {
+        for (i, e) in self.events.iter().enumerate().filter(|(_, e)| e.file_id() == file_id && e.at() < point)
+        {
             let (lo, hi) = match e {
-                DataEvent::Write { lo, hi, .. } | DataEvent::Zero { lo, hi, .. } => (*lo, (*hi).min(words_end)),
+                DataEvent::Write { lo, hi, .. } | DataEvent::Zero { lo, hi, .. } => {
+                    (*lo, (*hi).min(words_end))
+                }
             };
             if lo >= hi {
                 continue;
@@ -167,7 +178,9 @@ impl FileHistory<'_> {
                     .find(|(_, e)| matches!(e, DataEvent::Write { version, .. } if *version == t.version));
                 match (written, floor) {
                     (None, _) => WordVerdict::Foreign,
-                    (Some((i, _)), Some(f)) if i < f => WordVerdict::Lost { acked_version: floor_version.unwrap_or(0) },
+                    (Some((i, _)), Some(f)) if i < f => {
+                        WordVerdict::Lost { acked_version: floor_version.unwrap_or(0) }
+                    }
                     _ => WordVerdict::Ok,
                 }
             }
