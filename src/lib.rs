@@ -2,6 +2,11 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view and the code map.
 
+pub mod check;
+pub mod crash;
 pub mod daxfs;
 pub mod pmem;
 pub mod rng;
+pub mod sweep;
+pub mod target;
+pub mod targets;
