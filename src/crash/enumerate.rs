@@ -61,7 +61,9 @@ pub fn choices<'s>(
         Strategy::Exhaustive | Strategy::Bounded => {
             let mut yielded: HashSet<Choice> = HashSet::new();
             let fresh = move |c: &Choice| yielded.insert(c.clone());
-            Box::new(bounded(state, rng, states_max).filter(fresh).take(states_max))
+            // Distinct choices: once the whole space is out, stop drawing.
+            let distinct_max = state.choice_count().min(states_max as u128) as usize;
+            Box::new(bounded(state, rng, states_max).filter(fresh).take(distinct_max))
         }
     }
 }

@@ -22,7 +22,12 @@ fn install_quiet_hook() {
             if !QUIET.with(Cell::get) {
                 return previous(info);
             }
-            let message = info.payload_as_str().unwrap_or("non-string panic payload");
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("non-string panic payload");
             let located = match info.location() {
                 Some(l) => format!("{message} at {}:{}", l.file(), l.line()),
                 None => message.to_string(),
