@@ -2,9 +2,14 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view and the code map.
 
+pub mod check;
+pub mod crash;
 pub mod daxfs;
 pub mod exec;
 pub mod pmem;
 pub mod rng;
 pub mod sched;
+pub mod sweep;
+pub mod target;
+pub mod targets;
 pub mod workload;

@@ -1,1 +1,399 @@
-fn main() {}
+//! The crashsim command line: a thin layer over the library.
+//!
+//! Exit codes (DESIGN §10): 0 clean, 1 violation found, 2 usage error, 3 internal or input error.
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use crashsim::crash::{CrashConfig, STATES_PER_POINT_DEFAULT, STATES_PER_POINT_MAX, Strategy};
+use crashsim::daxfs::bugs::{BugSet, CATALOGUE};
+use crashsim::pmem::{Granularity, PersistenceModel};
+use crashsim::sweep::{self, JOBS_MAX, Progress, SeedRange, SweepConfig, SweepSummary};
+use crashsim::target::Target;
+use crashsim::targets::toylog::ToyLog;
+
+/// Longest accepted `--budget`.
+const BUDGET_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Parser, Debug)]
+#[command(name = "crashsim", version, about = "Crash-consistency fuzzing harness for persistent-memory code")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Explore the crash states of a range of seeded workloads.
+    Sweep(SweepArgs),
+    /// List the switchable daxfs bugs.
+    Bugs(BugsArgs),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum TargetName {
+    /// The toy persistent log (correct).
+    Toylog,
+    /// The toy log with its commit ordered before its data (the canary; must fail under ADR).
+    ToylogBroken,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum ModelArg {
+    Adr,
+    Eadr,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum CrashPointsArg {
+    Fence,
+    Store,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum StrategyArg {
+    Exhaustive,
+    Bounded,
+}
+
+/// daxfs allocation policy (a mount option).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum PolicyArg {
+    ZeroBeforeCommit,
+    UnwrittenEndIo,
+}
+
+#[derive(Args, Debug)]
+struct SweepArgs {
+    /// System under test.
+    #[arg(long, value_enum, default_value_t = TargetName::Toylog)]
+    target: TargetName,
+    /// Seed range A..B (half-open).
+    #[arg(long, default_value = "0..100", value_parser = parse_seeds)]
+    seeds: SeedRange,
+    /// Persistence model.
+    #[arg(long, value_enum, default_value_t = ModelArg::Adr)]
+    model: ModelArg,
+    /// Crash-point granularity [default: fence for adr, store for eadr].
+    #[arg(long, value_enum)]
+    crash_points: Option<CrashPointsArg>,
+    /// Crash-state enumeration strategy.
+    #[arg(long, value_enum, default_value_t = StrategyArg::Bounded)]
+    strategy: StrategyArg,
+    /// Crash states explored per crash point, at most.
+    #[arg(long, default_value_t = STATES_PER_POINT_DEFAULT, value_parser = parse_states_per_point)]
+    states_per_point: usize,
+    /// daxfs allocation policy [default: zero-before-commit].
+    #[arg(long, value_enum)]
+    policy: Option<PolicyArg>,
+    /// Enable a daxfs bug by id (repeatable; `crashsim bugs` lists them).
+    #[arg(long = "bug", value_name = "ID", value_parser = parse_bug)]
+    bugs: Vec<String>,
+    /// Worker threads [default: available cores].
+    #[arg(long, value_parser = parse_jobs)]
+    jobs: Option<usize>,
+    /// Start no new seed after this long (e.g. 30s, 5m, 1h).
+    #[arg(long, value_parser = parse_duration)]
+    budget: Option<Duration>,
+    /// Stop at the first violation.
+    #[arg(long)]
+    fail_fast: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Args, Debug)]
+struct BugsArgs {
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// A usage error found after parsing (exit 2).
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("crashsim: usage error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("crashsim: error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Sweep(args) => sweep_command(&args),
+        Command::Bugs(args) => bugs_command(&args),
+    }
+}
+
+/// One match arm per target; daxfs plugs in here as one more arm.
+fn sweep_command(args: &SweepArgs) -> anyhow::Result<ExitCode> {
+    match args.target {
+        TargetName::Toylog => {
+            reject_daxfs_options(args)?;
+            sweep_target(&ToyLog::fixed(), args)
+        }
+        TargetName::ToylogBroken => {
+            reject_daxfs_options(args)?;
+            sweep_target(&ToyLog::broken(), args)
+        }
+    }
+}
+
+fn reject_daxfs_options(args: &SweepArgs) -> anyhow::Result<()> {
+    if args.policy.is_some() || !args.bugs.is_empty() {
+        return Err(UsageError(format!(
+            "--policy and --bug configure daxfs; target {:?} takes neither",
+            args.target.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+fn sweep_target<T: Target>(target: &T, args: &SweepArgs) -> anyhow::Result<ExitCode> {
+    let cfg = sweep_config(args);
+    let bar = progress_bar(cfg.seeds.len());
+    let report = |p: Progress| {
+        if let Some(bar) = &bar {
+            bar.set_position(p.seeds_done);
+            bar.set_message(format!("{} violations", p.violations));
+        }
+    };
+    let summary = sweep::run(target, &cfg, &report).context("sweep")?;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    match args.format {
+        Format::Json => {
+            println!("{}", serde_json::to_string_pretty(&summary).context("encoding the summary")?)
+        }
+        Format::Text => print_text(&summary, args),
+    }
+    Ok(ExitCode::from(match (summary.errors.is_empty(), summary.violations.is_empty()) {
+        (false, _) => 3,
+        (true, false) => 1,
+        (true, true) => 0,
+    }))
+}
+
+fn sweep_config(args: &SweepArgs) -> SweepConfig {
+    let model = match args.model {
+        ModelArg::Adr => PersistenceModel::Adr,
+        ModelArg::Eadr => PersistenceModel::Eadr,
+    };
+    let granularity = match args.crash_points {
+        None => CrashConfig::complete_granularity(model),
+        Some(CrashPointsArg::Fence) => Granularity::Fence,
+        Some(CrashPointsArg::Store) => Granularity::Store,
+    };
+    let strategy = match args.strategy {
+        StrategyArg::Exhaustive => Strategy::Exhaustive,
+        StrategyArg::Bounded => Strategy::Bounded,
+    };
+    let crash = CrashConfig {
+        model,
+        granularity,
+        strategy,
+        states_per_point: args.states_per_point,
+        ..CrashConfig::default()
+    };
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    SweepConfig { seeds: args.seeds, crash, jobs, budget: args.budget, fail_fast: args.fail_fast }
+}
+
+fn progress_bar(seeds: u64) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(seeds);
+    let style =
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} seeds, {msg}")
+            .map(|s| s.progress_chars("=> "));
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+fn print_text(s: &SweepSummary, args: &SweepArgs) {
+    let c = &s.config;
+    println!(
+        "sweep {} seeds {}: model {}, crash points {}, strategy {}, {} states/point",
+        s.target,
+        s.seeds,
+        c.model,
+        granularity_name(c.granularity),
+        c.strategy,
+        c.states_per_point
+    );
+    println!(
+        "{} workloads, {} crash points, {} crash states ({} unique, {} inside recovery) in {:.2}s ({:.0} states/s){}",
+        s.workloads,
+        s.crash_points,
+        s.crash_states,
+        s.unique_states,
+        s.recovery_crash_states,
+        s.elapsed_s,
+        s.states_per_s,
+        if s.complete { String::new() } else { format!("; {} seeds skipped", s.seeds_skipped) }
+    );
+    // One line per failing seed (the first violation it found); JSON lists them all.
+    for (i, v) in s.violations.iter().enumerate() {
+        if i > 0 && s.violations[i - 1].seed == v.seed {
+            continue;
+        }
+        let more = s.violations[i..].iter().take_while(|w| w.seed == v.seed).count() - 1;
+        let more = if more > 0 { format!(" (+{more} more)") } else { String::new() };
+        println!("VIOLATION seed {}: {}{more}", v.seed, v.violation);
+        println!("  repro: {}", repro_command(s, args, v.seed));
+    }
+    for e in &s.errors {
+        println!("ERROR seed {}: {}", e.seed, e.message);
+    }
+    let verdict = if s.violations.is_empty() { "clean" } else { "VIOLATIONS FOUND" };
+    println!("{verdict}: {} violations, {} errors", s.violations.len(), s.errors.len());
+}
+
+/// The one-line command that re-runs just `seed` with the same options.
+fn repro_command(s: &SweepSummary, args: &SweepArgs, seed: u64) -> String {
+    let c = &s.config;
+    let granularity = granularity_name(c.granularity);
+    let mut cmd = format!(
+        "crashsim sweep --target {} --seeds {}..{} --model {} --crash-points {granularity} --strategy {} --states-per-point {}",
+        s.target,
+        seed,
+        seed + 1,
+        c.model,
+        c.strategy,
+        c.states_per_point
+    );
+    if let Some(p) = args.policy.and_then(|p| p.to_possible_value()) {
+        cmd.push_str(&format!(" --policy {}", p.get_name()));
+    }
+    for bug in &args.bugs {
+        cmd.push_str(&format!(" --bug {bug}"));
+    }
+    cmd
+}
+
+fn granularity_name(g: Granularity) -> &'static str {
+    match g {
+        Granularity::Fence => "fence",
+        Granularity::Store => "store",
+    }
+}
+
+fn bugs_command(args: &BugsArgs) -> anyhow::Result<ExitCode> {
+    match args.format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = CATALOGUE
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "id": r.id, "seed": r.seed, "description": r.description, "classes": r.classes,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&rows).context("encoding the catalogue")?);
+        }
+        Format::Text => {
+            for r in CATALOGUE {
+                println!("{:<28} {:<8} {:<36} {}", r.id, r.seed, r.classes.join(", "), r.description);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_seeds(s: &str) -> Result<SeedRange, String> {
+    s.parse::<SeedRange>().map_err(|e| e.to_string())
+}
+
+fn parse_bug(s: &str) -> Result<String, String> {
+    BugSet::parse_list(s).map_err(|e| e.to_string())?;
+    Ok(s.trim().to_string())
+}
+
+fn parse_bounded(s: &str, what: &str, max: usize) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{what} must be an integer in 1..={max}")),
+    }
+}
+
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    parse_bounded(s, "jobs", JOBS_MAX)
+}
+
+fn parse_states_per_point(s: &str) -> Result<usize, String> {
+    parse_bounded(s, "states per point", STATES_PER_POINT_MAX)
+}
+
+/// `90`, `90s`, `500ms`, `5m`, `2h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("bad duration `{s}`: expected e.g. 30s, 5m, 1h, 500ms, at most 7 days");
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let ms_per = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(bad()),
+    };
+    let d = Duration::from_millis(n.checked_mul(ms_per).ok_or_else(bad)?);
+    if d > BUDGET_MAX {
+        return Err(bad());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units_and_bounds() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        for bad in ["", "s", "5x", "-1s", "999999h", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

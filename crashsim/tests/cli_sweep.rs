@@ -1,0 +1,134 @@
+//! The `crashsim` binary's contract: exit codes, JSON fields, usage errors.
+
+use std::process::{Command, Output};
+
+fn crashsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_crashsim")).args(args).output().expect("run crashsim")
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exit code")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+#[test]
+fn canary_target_exits_1_with_violations_in_json() {
+    let out = crashsim(&["sweep", "--target", "toylog-broken", "--seeds", "0..4", "--format", "json"]);
+    assert_eq!(code(&out), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    let s = json(&out);
+    for field in ["workloads", "crash_points", "crash_states", "unique_states", "elapsed_s", "states_per_s"] {
+        assert!(s[field].is_number(), "{field} missing: {s}");
+    }
+    assert_eq!(s["workloads"], 4);
+    let v = &s["violations"][0];
+    assert_eq!(v["class"], "StaleData");
+    assert!(v["seed"].is_u64() && v["crash_point"].is_u64(), "{v}");
+    assert_eq!(v["last_writer"]["site"], "toylog::append::record");
+}
+
+#[test]
+fn fixed_target_exits_0_and_text_says_clean() {
+    let out = crashsim(&["sweep", "--target", "toylog", "--seeds", "0..8", "--jobs", "2"]);
+    assert_eq!(code(&out), 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("clean: 0 violations"));
+}
+
+#[test]
+fn text_output_prints_a_repro_command_that_reproduces() {
+    let out =
+        crashsim(&["sweep", "--target", "toylog-broken", "--seeds", "5..7", "--strategy", "exhaustive"]);
+    assert_eq!(code(&out), 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let repro = text.lines().find_map(|l| l.trim().strip_prefix("repro: crashsim ")).expect("repro line");
+    let again = crashsim(&repro.split(' ').collect::<Vec<_>>());
+    assert_eq!(code(&again), 1, "{repro}");
+}
+
+#[test]
+fn jobs_do_not_change_the_json_summary() {
+    let strip = |out: &Output| {
+        let mut s = json(out);
+        let obj = s.as_object_mut().unwrap();
+        obj.remove("elapsed_s");
+        obj.remove("states_per_s");
+        s
+    };
+    let args = ["sweep", "--target", "toylog-broken", "--seeds", "0..12", "--format", "json", "--jobs"];
+    let one = crashsim(&[&args[..], &["1"]].concat());
+    let two = crashsim(&[&args[..], &["2"]].concat());
+    assert_eq!(strip(&one), strip(&two));
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_clear_message() {
+    let unknown_bug = crashsim(&["sweep", "--bug", "no-such-bug"]);
+    assert_eq!(code(&unknown_bug), 2);
+    let err = String::from_utf8_lossy(&unknown_bug.stderr);
+    assert!(err.contains("no-such-bug") && err.contains("replay-skips-crc"), "{err}");
+    for args in [
+        &["sweep", "--frobnicate"][..],
+        &["sweep", "--seeds", "9..3"],
+        &["sweep", "--jobs", "0"],
+        &["sweep", "--states-per-point", "0"],
+        &["sweep", "--budget", "5 parsecs"],
+        &["sweep", "--model", "nvme"],
+        &["sweep", "--target", "toylog", "--policy", "unwritten-end-io"],
+        &["nonsense"],
+    ] {
+        assert_eq!(code(&crashsim(args)), 2, "{args:?}");
+    }
+    assert_eq!(code(&crashsim(&["--help"])), 0);
+}
+
+#[test]
+fn eadr_with_store_crash_points_keeps_the_broken_order_harmless() {
+    let out = crashsim(&[
+        "sweep",
+        "--target",
+        "toylog-broken",
+        "--seeds",
+        "0..4",
+        "--model",
+        "eadr",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&out), 0);
+    assert_eq!(json(&out)["config"]["granularity"], "Store");
+}
+
+#[test]
+fn budget_and_fail_fast_are_accepted() {
+    let out = crashsim(&[
+        "sweep",
+        "--target",
+        "toylog-broken",
+        "--seeds",
+        "0..50",
+        "--fail-fast",
+        "--budget",
+        "1m",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&out), 1);
+    let s = json(&out);
+    assert_eq!(s["workloads"], 1, "seed 0 fails, nothing after it is kept: {s}");
+    assert_eq!(s["complete"], false);
+}
+
+#[test]
+fn bugs_lists_the_catalogue() {
+    let out = crashsim(&["bugs", "--format", "json"]);
+    assert_eq!(code(&out), 0);
+    let rows = json(&out);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), crashsim::daxfs::bugs::CATALOGUE.len());
+    assert!(rows.iter().all(|r| r["id"].is_string() && r["seed"].is_string() && r["classes"].is_array()));
+    let text = crashsim(&["bugs"]);
+    assert_eq!(code(&text), 0);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("replay-not-idempotent"));
+}

@@ -1,0 +1,207 @@
+//! Oracles' common vocabulary: the violation classes of DESIGN §6 and the violation value with
+//! its evidence.
+//!
+//! A bug in the system under test is a [`Violation`] value, never a panic in the harness. The
+//! target fills what only it knows (class, message, file, offset, pmem address, found vs
+//! allowed); the crash engine fills where the power cut was and which stores made the offending
+//! bytes (crash point, last writer, persisted and lost units).
+
+use crate::pmem::{CrashPoint, PmemAddr};
+
+/// What went wrong. Exactly the classes of DESIGN §6.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ViolationClass {
+    /// A file word reads poison or a block's earlier contents.
+    StaleData,
+    /// A file word carries another file's or another offset's tag.
+    ForeignData,
+    /// An acknowledged-durable word is older than the acknowledged version after recovery.
+    LostWrite,
+    /// At run time, two views of one offset disagree, or a view disagrees with the model.
+    IncoherentView,
+    /// A store or DMA lands in a block that is free or belongs to another file.
+    UseAfterFree,
+    /// fsck after recovery: bitmap vs extents, double allocation, leak, range, size.
+    AllocatorInconsistent,
+    /// Recovery of a reachable crash state returned an error or panicked.
+    RecoveryFailed,
+    /// A crash during recovery, then recovery, differs from one clean recovery.
+    RecoveryNotIdempotent,
+    /// Every unfinished thread is blocked.
+    Deadlock,
+}
+
+impl ViolationClass {
+    pub const ALL: [ViolationClass; 9] = [
+        Self::StaleData,
+        Self::ForeignData,
+        Self::LostWrite,
+        Self::IncoherentView,
+        Self::UseAfterFree,
+        Self::AllocatorInconsistent,
+        Self::RecoveryFailed,
+        Self::RecoveryNotIdempotent,
+        Self::Deadlock,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::StaleData => "StaleData",
+            Self::ForeignData => "ForeignData",
+            Self::LostWrite => "LostWrite",
+            Self::IncoherentView => "IncoherentView",
+            Self::UseAfterFree => "UseAfterFree",
+            Self::AllocatorInconsistent => "AllocatorInconsistent",
+            Self::RecoveryFailed => "RecoveryFailed",
+            Self::RecoveryNotIdempotent => "RecoveryNotIdempotent",
+            Self::Deadlock => "Deadlock",
+        }
+    }
+}
+
+impl std::fmt::Display for ViolationClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A trace event, as evidence: which call last wrote the offending bytes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EventNote {
+    /// Index of the event in the workload's trace.
+    pub seq: usize,
+    /// `store`, `store_nt`, `clwb`, ...
+    pub op: String,
+    /// Call site label, e.g. `daxfs::journal::commit`.
+    pub site: String,
+}
+
+/// One pending 8-byte unit at the crash point, as evidence.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UnitNote {
+    pub addr: PmemAddr,
+    pub value: u64,
+    /// Trace event that stored it.
+    pub seq: usize,
+    pub site: String,
+}
+
+/// Where the power cut was and which stores made the state. Filled by the crash engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CrashEvidence {
+    /// The crash point in the workload's trace; `None` for a run-time violation.
+    pub crash_point: Option<CrashPoint>,
+    /// For a crash inside recovery: the crash point in recovery's own trace.
+    pub recovery_crash_point: Option<CrashPoint>,
+    /// The last store before the crash point covering the offending address.
+    pub last_writer: Option<EventNote>,
+    /// Pending units that persisted, on the offending line (all of them if no address is known).
+    pub persisted: Vec<UnitNote>,
+    /// Pending units that were lost, on the offending line (all of them if no address is known).
+    pub lost: Vec<UnitNote>,
+    /// Total pending units that persisted / were lost at this crash state.
+    pub persisted_count: usize,
+    pub lost_count: usize,
+}
+
+/// One oracle verdict against the system under test.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Violation {
+    pub class: ViolationClass,
+    pub message: String,
+    /// File (name or id) and byte offset in it, when the violation is about file contents.
+    pub file: Option<String>,
+    pub offset_bytes: Option<u64>,
+    /// The offending device address, when known; the engine's evidence is keyed on it.
+    pub addr: Option<PmemAddr>,
+    /// What the oracle read, and what it would have accepted.
+    pub found: Option<String>,
+    pub allowed: Option<String>,
+    #[serde(flatten)]
+    pub evidence: CrashEvidence,
+}
+
+impl Violation {
+    pub fn new(class: ViolationClass, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            message: message.into(),
+            file: None,
+            offset_bytes: None,
+            addr: None,
+            found: None,
+            allowed: None,
+            evidence: CrashEvidence::default(),
+        }
+    }
+
+    pub fn in_file(mut self, file: impl Into<String>, offset_bytes: u64) -> Self {
+        self.file = Some(file.into());
+        self.offset_bytes = Some(offset_bytes);
+        self
+    }
+
+    pub fn at_addr(mut self, addr: PmemAddr) -> Self {
+        self.addr = Some(addr);
+        self
+    }
+
+    pub fn found_allowed(mut self, found: impl Into<String>, allowed: impl Into<String>) -> Self {
+        self.found = Some(found.into());
+        self.allowed = Some(allowed.into());
+        self
+    }
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.class, self.message)?;
+        if let (Some(file), Some(off)) = (&self.file, self.offset_bytes) {
+            write!(f, " [{file}+{off:#x}]")?;
+        }
+        if let Some(addr) = self.addr {
+            write!(f, " at pmem {addr}")?;
+        }
+        if let (Some(found), Some(allowed)) = (&self.found, &self.allowed) {
+            write!(f, " found {found}, allowed {allowed}")?;
+        }
+        if let Some(p) = self.evidence.crash_point {
+            write!(f, "; crash before event {}", p.0)?;
+        }
+        if let Some(p) = self.evidence.recovery_crash_point {
+            write!(f, ", then before recovery event {}", p.0)?;
+        }
+        if let Some(w) = &self.evidence.last_writer {
+            write!(f, "; last written by #{} {} at {}", w.seq, w.op, w.site)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_names_round_trip_through_serde() {
+        for class in ViolationClass::ALL {
+            let json = serde_json::to_string(&class).unwrap();
+            assert_eq!(json, format!("\"{}\"", class.name()));
+            assert_eq!(serde_json::from_str::<ViolationClass>(&json).unwrap(), class);
+        }
+    }
+
+    #[test]
+    fn violation_serializes_evidence_flat() {
+        let v = Violation::new(ViolationClass::StaleData, "poison")
+            .in_file("f1", 64)
+            .at_addr(PmemAddr(0x1040))
+            .found_allowed("poison", "data v1");
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["class"], "StaleData");
+        assert_eq!(json["offset_bytes"], 64);
+        assert!(json.get("crash_point").is_some(), "evidence is flattened: {json}");
+        let back: Violation = serde_json::from_value(json).unwrap();
+        assert_eq!(back, v);
+    }
+}

@@ -1,0 +1,89 @@
+//! The crash engine (DESIGN §8): for one workload, walk its trace, cut power at every crash
+//! point, enumerate the crash states the persistence model allows, recover each one through the
+//! target and run its oracles; for a sample, crash again inside recovery.
+//!
+//! Architecture Invariant: images are never copied per state in the default mode: recovery
+//! reads a [`crate::pmem::View`] (shared base + chosen units) and writes a private copy-on-write
+//! overlay. [`ImageMode::Copy`] exists only as the benchmark baseline.
+
+mod enumerate;
+mod evidence;
+mod explore;
+mod guard;
+
+pub use enumerate::{Strategy, choices, random_choice};
+pub use explore::{WorkloadReport, explore_seed};
+pub use guard::guarded;
+
+use crate::pmem::{Granularity, PersistenceModel};
+
+/// Default bound on crash states explored per crash point.
+pub const STATES_PER_POINT_DEFAULT: usize = 256;
+/// Hard bound on `states_per_point`.
+pub const STATES_PER_POINT_MAX: usize = 1 << 20;
+/// Default bound on violations kept per workload; exploring a workload stops once reached.
+pub const VIOLATIONS_PER_WORKLOAD_DEFAULT: usize = 8;
+/// Units listed per side (persisted / lost) in a violation's evidence.
+pub const EVIDENCE_UNITS_MAX: usize = 16;
+
+/// How recovery sees a crash state.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageMode {
+    /// A layered view plus a copy-on-write overlay: O(chosen units) per state.
+    #[default]
+    Overlay,
+    /// A full device-size copy per state, as block-level tools do. Benchmark baseline only.
+    Copy,
+}
+
+/// Crashes inside recovery: for the first `states_per_point` unique crash states of each crash
+/// point, up to `crashes_per_state` seeded crash states of recovery's own trace are recovered
+/// again and compared with the clean recovery.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecoveryCrashConfig {
+    pub states_per_point: usize,
+    pub crashes_per_state: usize,
+}
+
+impl Default for RecoveryCrashConfig {
+    fn default() -> Self {
+        Self { states_per_point: 2, crashes_per_state: 4 }
+    }
+}
+
+/// Everything the engine needs to explore one workload.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CrashConfig {
+    pub model: PersistenceModel,
+    pub granularity: Granularity,
+    pub strategy: Strategy,
+    pub states_per_point: usize,
+    pub image_mode: ImageMode,
+    pub recovery_crash: RecoveryCrashConfig,
+    pub violations_per_workload: usize,
+}
+
+impl Default for CrashConfig {
+    fn default() -> Self {
+        Self {
+            model: PersistenceModel::Adr,
+            granularity: Granularity::Fence,
+            strategy: Strategy::Bounded,
+            states_per_point: STATES_PER_POINT_DEFAULT,
+            image_mode: ImageMode::Overlay,
+            recovery_crash: RecoveryCrashConfig::default(),
+            violations_per_workload: VIOLATIONS_PER_WORKLOAD_DEFAULT,
+        }
+    }
+}
+
+impl CrashConfig {
+    /// The granularity that is complete for `model`: fence for ADR, store for eADR.
+    pub fn complete_granularity(model: PersistenceModel) -> Granularity {
+        match model {
+            PersistenceModel::Adr => Granularity::Fence,
+            PersistenceModel::Eadr => Granularity::Store,
+        }
+    }
+}

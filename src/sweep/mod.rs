@@ -1,0 +1,273 @@
+//! The sweep driver: explore a range of seeded workloads in parallel and merge the results.
+//!
+//! Results are identical for any `jobs`: each seed is explored independently and results are
+//! merged in seed order. `--fail-fast` keeps that property (it stops only seeds above the
+//! smallest failing seed, and drops their results). The time budget is the one wall-clock input
+//! and lives here, never in the model: a sweep cut short says so (`complete: false`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use crate::check::Violation;
+use crate::crash::{CrashConfig, STATES_PER_POINT_MAX, WorkloadReport, explore_seed};
+use crate::target::Target;
+
+/// Bound on seeds per sweep.
+pub const SEEDS_MAX: u64 = 1 << 32;
+/// Bound on worker threads.
+pub const JOBS_MAX: usize = 256;
+
+/// A half-open range of workload seeds, written `A..B`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SeedRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl SeedRange {
+    pub fn len(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Display for SeedRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}..{}", self.start, self.end)
+    }
+}
+
+impl std::str::FromStr for SeedRange {
+    type Err = SweepError;
+    fn from_str(s: &str) -> Result<Self, SweepError> {
+        let bad = || SweepError::BadSeeds(s.to_string());
+        let (a, b) = s.split_once("..").ok_or_else(bad)?;
+        let range = SeedRange {
+            start: a.trim().parse().map_err(|_| bad())?,
+            end: b.trim().parse().map_err(|_| bad())?,
+        };
+        if range.is_empty() || range.len() > SEEDS_MAX {
+            return Err(bad());
+        }
+        Ok(range)
+    }
+}
+
+/// Sweep options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SweepConfig {
+    pub seeds: SeedRange,
+    pub crash: CrashConfig,
+    /// Worker threads (a local rayon pool of this size).
+    pub jobs: usize,
+    /// Start no new seed after this much wall-clock time.
+    pub budget: Option<Duration>,
+    /// Stop at the first violation (seeds above the smallest violating seed are dropped).
+    pub fail_fast: bool,
+}
+
+/// Bad sweep options. Violations are results, not errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SweepError {
+    #[error("bad seed range `{0}`: expected A..B with A < B and at most {SEEDS_MAX} seeds")]
+    BadSeeds(String),
+    #[error("jobs must be 1..={JOBS_MAX}, got {0}")]
+    BadJobs(usize),
+    #[error("states per crash point must be 1..={STATES_PER_POINT_MAX}, got {0}")]
+    BadStatesPerPoint(usize),
+    #[error("cannot start the worker pool: {0}")]
+    ThreadPool(String),
+}
+
+/// Reported after each seed finishes (from worker threads).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub seeds_done: u64,
+    pub seeds_total: u64,
+    pub violations: u64,
+}
+
+/// A violation with the seed whose workload found it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SweepViolation {
+    pub seed: u64,
+    #[serde(flatten)]
+    pub violation: Violation,
+}
+
+/// A seed the target could not run (harness or input problem, not a violation).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SeedError {
+    pub seed: u64,
+    pub message: String,
+}
+
+/// The merged result of a sweep. Everything but `elapsed_s` and `states_per_s` is a function of
+/// the target, the seeds and the crash config (and of the budget, when it cut the sweep short).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SweepSummary {
+    pub target: String,
+    pub seeds: SeedRange,
+    pub config: CrashConfig,
+    /// Workloads explored.
+    pub workloads: u64,
+    /// Seeds not explored (budget or fail-fast).
+    pub seeds_skipped: u64,
+    /// True when every seed of the range was explored.
+    pub complete: bool,
+    pub crash_points: u64,
+    pub crash_states: u64,
+    pub unique_states: u64,
+    pub recovery_crash_states: u64,
+    pub violations: Vec<SweepViolation>,
+    pub errors: Vec<SeedError>,
+    pub elapsed_s: f64,
+    pub states_per_s: f64,
+}
+
+enum SeedOutcome {
+    Explored(u64, WorkloadReport),
+    Failed(u64, String),
+    Skipped,
+}
+
+impl SweepConfig {
+    fn validate(&self) -> Result<(), SweepError> {
+        if self.jobs == 0 || self.jobs > JOBS_MAX {
+            return Err(SweepError::BadJobs(self.jobs));
+        }
+        let spp = self.crash.states_per_point;
+        if spp == 0 || spp > STATES_PER_POINT_MAX {
+            return Err(SweepError::BadStatesPerPoint(spp));
+        }
+        if self.seeds.is_empty() || self.seeds.len() > SEEDS_MAX {
+            return Err(SweepError::BadSeeds(self.seeds.to_string()));
+        }
+        Ok(())
+    }
+}
+
+/// Shared state of the workers.
+struct Shared<'a> {
+    cfg: &'a SweepConfig,
+    deadline: Option<Instant>,
+    /// Smallest seed that found a violation or failed (fail-fast); `u64::MAX` if none.
+    stop_after: AtomicU64,
+    done: AtomicU64,
+    violations: AtomicU64,
+    progress: &'a (dyn Fn(Progress) + Sync),
+}
+
+/// Explores every seed of `cfg.seeds` on `target`; `progress` is called after each seed.
+pub fn run<T: Target>(
+    target: &T,
+    cfg: &SweepConfig,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<SweepSummary, SweepError> {
+    cfg.validate()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.jobs)
+        .build()
+        .map_err(|e| SweepError::ThreadPool(e.to_string()))?;
+    let start = Instant::now();
+    let shared = Shared {
+        cfg,
+        deadline: cfg.budget.map(|b| start + b),
+        stop_after: AtomicU64::new(u64::MAX),
+        done: AtomicU64::new(0),
+        violations: AtomicU64::new(0),
+        progress,
+    };
+    let count = usize::try_from(cfg.seeds.len()).map_err(|_| SweepError::BadSeeds(cfg.seeds.to_string()))?;
+    let outcomes: Vec<SeedOutcome> = pool.install(|| {
+        (0..count).into_par_iter().map(|i| one_seed(target, &shared, cfg.seeds.start + i as u64)).collect()
+    });
+    let mut summary = merge(target.name(), cfg, outcomes, shared.stop_after.load(Ordering::SeqCst));
+    summary.elapsed_s = start.elapsed().as_secs_f64();
+    summary.states_per_s =
+        if summary.elapsed_s > 0.0 { summary.crash_states as f64 / summary.elapsed_s } else { 0.0 };
+    Ok(summary)
+}
+
+fn one_seed<T: Target>(target: &T, shared: &Shared<'_>, seed: u64) -> SeedOutcome {
+    let cfg = shared.cfg;
+    let stopped = cfg.fail_fast && seed > shared.stop_after.load(Ordering::SeqCst);
+    let late = shared.deadline.is_some_and(|d| Instant::now() >= d);
+    if stopped || late {
+        return SeedOutcome::Skipped;
+    }
+    let outcome = match explore_seed(target, &cfg.crash, seed) {
+        Ok(report) => SeedOutcome::Explored(seed, report),
+        Err(e) => SeedOutcome::Failed(seed, e.to_string()),
+    };
+    let failing = match &outcome {
+        SeedOutcome::Explored(_, r) => r.violations.len() as u64,
+        SeedOutcome::Failed(..) => 1,
+        SeedOutcome::Skipped => 0,
+    };
+    if failing > 0 {
+        shared.stop_after.fetch_min(seed, Ordering::SeqCst);
+    }
+    let violations = shared.violations.fetch_add(failing, Ordering::SeqCst) + failing;
+    let seeds_done = shared.done.fetch_add(1, Ordering::SeqCst) + 1;
+    (shared.progress)(Progress { seeds_done, seeds_total: cfg.seeds.len(), violations });
+    outcome
+}
+
+/// Merges per-seed outcomes in seed order; with fail-fast, seeds above `stop_after` are dropped.
+fn merge(target: &str, cfg: &SweepConfig, outcomes: Vec<SeedOutcome>, stop_after: u64) -> SweepSummary {
+    let mut s = SweepSummary {
+        target: target.to_string(),
+        seeds: cfg.seeds,
+        config: cfg.crash,
+        workloads: 0,
+        seeds_skipped: 0,
+        complete: false,
+        crash_points: 0,
+        crash_states: 0,
+        unique_states: 0,
+        recovery_crash_states: 0,
+        violations: Vec::new(),
+        errors: Vec::new(),
+        elapsed_s: 0.0,
+        states_per_s: 0.0,
+    };
+    for outcome in outcomes {
+        match outcome {
+            SeedOutcome::Explored(seed, r) if !cfg.fail_fast || seed <= stop_after => {
+                s.workloads += 1;
+                s.crash_points += r.crash_points;
+                s.crash_states += r.crash_states;
+                s.unique_states += r.unique_states;
+                s.recovery_crash_states += r.recovery_crash_states;
+                s.violations
+                    .extend(r.violations.into_iter().map(|violation| SweepViolation { seed, violation }));
+            }
+            SeedOutcome::Failed(seed, message) if !cfg.fail_fast || seed <= stop_after => {
+                s.errors.push(SeedError { seed, message });
+            }
+            SeedOutcome::Explored(..) | SeedOutcome::Failed(..) | SeedOutcome::Skipped => {
+                s.seeds_skipped += 1
+            }
+        }
+    }
+    s.complete = s.seeds_skipped == 0;
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_ranges_parse_and_reject_nonsense() {
+        assert_eq!("3..10".parse::<SeedRange>().unwrap(), SeedRange { start: 3, end: 10 });
+        for bad in ["", "3", "10..3", "5..5", "a..b", "0..99999999999"] {
+            assert!(bad.parse::<SeedRange>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The contract between the generic crash engine and a system under test (SUT).
+//!
+//! To crash-test your own persistent-memory code, implement [`Target`]: say how to build a
+//! workload from a seed, how to make a fresh image, how to run the workload on a traced
+//! [`Device`], how to recover (mount) an image, and how to judge a recovered instance. The
+//! engine does everything else: crash points, crash states, views, recovery crashes,
+//! deduplication, evidence. `crate::targets::toylog` is a complete small example.
+//!
+//! Architecture Invariant: the engine never names a target's types; everything it needs passes
+//! through this trait.
+
+use crate::check::Violation;
+use crate::pmem::{CrashPoint, Device, PmemError};
+
+/// A target could not set up or run a workload: a harness or input problem, not a violation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("device: {0}")]
+    Pmem(#[from] PmemError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What running a workload leaves behind.
+#[derive(Debug)]
+pub struct RunOutcome<R> {
+    /// What the crash oracle needs: expected contents, which writes were acknowledged when.
+    pub record: R,
+    /// Violations the run-time oracles found (their crash point stays `None`).
+    pub violations: Vec<Violation>,
+}
+
+/// A system under test, as the crash engine sees it.
+///
+/// Lifecycle per seed: `workload_from_seed` → `format` → `run` (traced) → for each crash
+/// state: `recover` on a device whose media is the crash state's view → `check` and
+/// `fingerprint`. Recovery writes go to a private copy-on-write overlay, so `recover` may write
+/// freely; its own trace is what the engine crashes for the idempotence oracle.
+///
+/// `recover`, `check` and `fingerprint` run under `catch_unwind`: a panic there becomes a
+/// `RecoveryFailed` violation carrying the panic message.
+pub trait Target: Sync {
+    /// The operations a run executes. Pure data: the same workload gives the same trace.
+    type Workload: Clone + std::fmt::Debug + Send + Sync + serde::Serialize;
+    /// What a run leaves for the crash oracle.
+    type Record: Send + Sync;
+    /// A recovered (mounted) instance.
+    type Mounted;
+
+    /// Stable name, used on the command line and in reports.
+    fn name(&self) -> &'static str;
+
+    /// The workload for `seed`; deterministic.
+    fn workload_from_seed(&self, seed: u64) -> Self::Workload;
+
+    /// A freshly formatted device: its initial image is the formatted media, its trace empty.
+    fn format(&self) -> Result<Device, TargetError>;
+
+    /// Runs `workload` on `dev`, which traces every store, flush and fence.
+    fn run(
+        &self,
+        workload: &Self::Workload,
+        dev: &mut Device,
+    ) -> Result<RunOutcome<Self::Record>, TargetError>;
+
+    /// Mounts the image on `dev` (replaying any journal). An `Err` is a `RecoveryFailed`.
+    fn recover(&self, dev: &mut Device) -> Result<Self::Mounted, String>;
+
+    /// Crash oracle: judges a recovered instance of a crash at `point` of the run's trace.
+    fn check(
+        &self,
+        mounted: &Self::Mounted,
+        dev: &Device,
+        record: &Self::Record,
+        point: CrashPoint,
+    ) -> Vec<Violation>;
+
+    /// A digest of the recovered logical state (file contents, allocation), for the
+    /// idempotence oracle: a crash during recovery followed by recovery must give the same.
+    fn fingerprint(&self, mounted: &Self::Mounted, dev: &Device) -> u64;
+
+    /// A digest of what `check` expects at `point` (e.g. how many writes were acknowledged
+    /// before it). Two crash states with equal images and equal expectations get the same
+    /// verdict, so the engine checks only the first; returning a constant is sound only if
+    /// `check` ignores `point`.
+    fn expectations_at(&self, record: &Self::Record, point: CrashPoint) -> u64;
+}
