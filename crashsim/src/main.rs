@@ -13,6 +13,9 @@ use crashsim::daxfs::bugs::{BugSet, CATALOGUE};
 use crashsim::pmem::{Granularity, PersistenceModel};
 use crashsim::sweep::{self, JOBS_MAX, Progress, SeedRange, SweepConfig, SweepSummary};
 use crashsim::target::Target;
+use crashsim::daxfs::fs::AllocPolicy;
+use crashsim::exec::RunConfig;
+use crashsim::targets::daxfs::DaxfsTarget;
 use crashsim::targets::toylog::ToyLog;
 
 /// Longest accepted `--budget`.
@@ -35,6 +38,8 @@ enum Command {
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum TargetName {
+    /// daxfs, the model of the Linux DAX path (the default).
+    Daxfs,
     /// The toy persistent log (correct).
     Toylog,
     /// The toy log with its commit ordered before its data (the canary; must fail under ADR).
@@ -75,7 +80,7 @@ enum PolicyArg {
 #[derive(Args, Debug)]
 struct SweepArgs {
     /// System under test.
-    #[arg(long, value_enum, default_value_t = TargetName::Toylog)]
+    #[arg(long, value_enum, default_value_t = TargetName::Daxfs)]
     target: TargetName,
     /// Seed range A..B (half-open).
     #[arg(long, default_value = "0..100", value_parser = parse_seeds)]
@@ -98,6 +103,9 @@ struct SweepArgs {
     /// Enable a daxfs bug by id (repeatable; `crashsim bugs` lists them).
     #[arg(long = "bug", value_name = "ID", value_parser = parse_bug)]
     bugs: Vec<String>,
+    /// daxfs PMD size in 4 KiB blocks (power of two; default 512 = 2 MiB, the faithful size).
+    #[arg(long, value_parser = parse_pmd_blocks)]
+    pmd_blocks: Option<u64>,
     /// Worker threads [default: available cores].
     #[arg(long, value_parser = parse_jobs)]
     jobs: Option<usize>,
@@ -161,6 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// One match arm per target; daxfs plugs in here as one more arm.
 fn sweep_command(args: &SweepArgs) -> anyhow::Result<ExitCode> {
     match args.target {
+        TargetName::Daxfs => sweep_target(&daxfs_target(args)?, args),
         TargetName::Toylog => {
             reject_daxfs_options(args)?;
             sweep_target(&ToyLog::fixed(), args)
@@ -172,8 +181,21 @@ fn sweep_command(args: &SweepArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn daxfs_target(args: &SweepArgs) -> anyhow::Result<DaxfsTarget> {
+    let mut config = RunConfig::default();
+    config.mount.policy = match args.policy {
+        None | Some(PolicyArg::ZeroBeforeCommit) => AllocPolicy::ZeroBeforeCommit,
+        Some(PolicyArg::UnwrittenEndIo) => AllocPolicy::UnwrittenEndIo,
+    };
+    config.mount.bugs = BugSet::parse_list(&args.bugs.join(",")).map_err(|e| UsageError(e.to_string()))?;
+    if let Some(pmd) = args.pmd_blocks {
+        config.pmd_blocks = pmd;
+    }
+    Ok(DaxfsTarget::new(config))
+}
+
 fn reject_daxfs_options(args: &SweepArgs) -> anyhow::Result<()> {
-    if args.policy.is_some() || !args.bugs.is_empty() {
+    if args.policy.is_some() || !args.bugs.is_empty() || args.pmd_blocks.is_some() {
         return Err(UsageError(format!(
             "--policy and --bug configure daxfs; target {:?} takes neither",
             args.target.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
@@ -351,6 +373,13 @@ fn parse_bounded(s: &str, what: &str, max: usize) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if (1..=max).contains(&n) => Ok(n),
         _ => Err(format!("{what} must be an integer in 1..={max}")),
+    }
+}
+
+fn parse_pmd_blocks(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n.is_power_of_two() && (2..=512).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a power of two in 2..=512")),
     }
 }
 

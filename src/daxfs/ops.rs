@@ -220,21 +220,26 @@ impl DaxFs {
         Ok(())
     }
 
-    /// User-space persist: clwb over the mapped lines of the range, then sfence.
-    pub async fn persist(&self, map: MapId, off: u64, len: u64) -> FsResult<()> {
+    /// User-space persist: clwb over the mapped lines of the range, then sfence. Returns the file
+    /// pages flushed through a writable PTE (on MAP_SYNC, their metadata is already durable).
+    pub async fn persist(&self, map: MapId, off: u64, len: u64) -> FsResult<Vec<u64>> {
         check_data_range(off, len)?;
         let mut st = self.state();
         let m = st.mapping(map)?.clone();
         let (start, end) = (m.off + off, (m.off + off + len).min(m.off + m.len));
+        let mut writable = Vec::new();
         for page in pages_of(start, end.saturating_sub(start)) {
-            if let Some(Pte { target: PteTarget::Block(b), .. }) = m.ptes.get(&page) {
+            if let Some(Pte { target: PteTarget::Block(b), writable: w }) = m.ptes.get(&page) {
                 let lo = start.max(page * BLOCK_BYTES);
                 let hi = end.min((page + 1) * BLOCK_BYTES);
                 st.flush_range(*b, lo % BLOCK_BYTES, hi - lo, SITE_PERSIST)?;
+                if *w {
+                    writable.push(page);
+                }
             }
         }
         st.fence(SITE_PERSIST)?;
-        Ok(())
+        Ok(writable)
     }
 
     /// `fallocate(mode=0)`: unwritten preallocation of the holes in the range; extends the size.
@@ -510,6 +515,10 @@ impl FsState {
     }
 
     fn fallocate_now(&mut self, ino: Ino, off: u64, len: u64) -> FsResult<()> {
+        // Size first, as in write(): no allocation may lie wholly past EOF after a crash.
+        if off + len > self.size_of(ino)? {
+            self.commit(&[Record::InodeSize { ino, size_bytes: off + len }], SITE_FALLOC)?;
+        }
         let mut page = off / BLOCK_BYTES;
         let last = (off + len) / BLOCK_BYTES;
         while page < last {
@@ -528,9 +537,6 @@ impl FsState {
                 SITE_FALLOC,
             )?;
             page += run;
-        }
-        if off + len > self.size_of(ino)? {
-            self.commit(&[Record::InodeSize { ino, size_bytes: off + len }], SITE_FALLOC)?;
         }
         Ok(())
     }

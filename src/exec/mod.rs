@@ -452,9 +452,9 @@ impl Harness {
         self.fs.load(id, off, len, |st, io| self.compare(st, t, i, file_id, io.lo, io.words, Some(&io))).await
     }
 
-    fn ack(&self, file_id: u32, lo: u64, hi: u64, events_before: usize) {
+    fn ack(&self, file_id: u32, lo: u64, hi: u64, events_before: usize, data_only: bool) {
         let at = self.trace_pos();
-        self.world.borrow_mut().record.acks.push(Ack { at, file_id, lo, hi, events_before });
+        self.world.borrow_mut().record.acks.push(Ack { at, file_id, lo, hi, events_before, data_only });
     }
 
     fn events_len(&self) -> usize {
@@ -465,10 +465,15 @@ impl Harness {
         let (id, file_id, _, map_sync) = self.map_file(slot)?;
         let base = self.fs.state().mapping(id)?.off;
         let before = self.events_len();
-        self.fs.persist(id, off, len).await?;
-        // Only MAP_SYNC makes user-space flushing a durability promise (metadata is durable).
+        let pages = self.fs.persist(id, off, len).await?;
+        // Only MAP_SYNC makes user-space flushing a durability promise, and only for pages
+        // written through a writable PTE: their write fault made the metadata durable.
         if map_sync {
-            self.ack(file_id, (base + off) / 8, (base + off + len) / 8, before);
+            let (lo, hi) = ((base + off) / 8, (base + off + len) / 8);
+            for page in pages {
+                let (plo, phi) = (page * BLOCK_BYTES / 8, (page + 1) * BLOCK_BYTES / 8);
+                self.ack(file_id, lo.max(plo), hi.min(phi), before, true);
+            }
         }
         Ok(())
     }
@@ -478,7 +483,7 @@ impl Harness {
         let base = self.fs.state().mapping(id)?.off;
         let before = self.events_len();
         self.fs.msync(id, off, len).await?;
-        self.ack(file_id, (base + off) / 8, (base + off + len) / 8, before);
+        self.ack(file_id, (base + off) / 8, (base + off + len) / 8, before, false);
         Ok(())
     }
 
@@ -486,7 +491,7 @@ impl Harness {
         let (ino, file_id) = self.file(slot)?;
         let before = self.events_len();
         self.fs.fsync(ino).await?;
-        self.ack(file_id, 0, u64::MAX, before);
+        self.ack(file_id, 0, u64::MAX, before, false);
         Ok(())
     }
 
@@ -495,7 +500,7 @@ impl Harness {
         let before = self.events_len();
         self.fs.sync().await?;
         for file_id in live {
-            self.ack(file_id, 0, u64::MAX, before);
+            self.ack(file_id, 0, u64::MAX, before, false);
         }
         Ok(())
     }

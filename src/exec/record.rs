@@ -43,6 +43,9 @@ pub struct Ack {
     pub lo: u64,
     pub hi: u64,
     pub events_before: usize,
+    /// Only the data written (not zeroing by punch/truncate, whose metadata a user-space
+    /// persist does not make durable).
+    pub data_only: bool,
 }
 
 /// One incarnation of a file: created at trace position `created_at` as inode `ino` with
@@ -129,6 +132,16 @@ impl RunRecord {
         FileHistory { events: &self.events, by_page, acks, landed }
     }
 
+    /// Digest of what the crash oracle expects at `point`: states with equal images and equal
+    /// expectations get equal verdicts.
+    pub fn expectations_at(&self, point: usize) -> u64 {
+        let events = self.events.partition_point(|e| e.at() < point) as u64;
+        let acks = self.acks.iter().filter(|a| a.at <= point).count() as u64;
+        let files = self.files.iter().filter(|f| f.created_at < point).count() as u64;
+        let unlinks = self.files.iter().filter(|f| f.unlinked_at.is_some_and(|u| u < point)).count() as u64;
+        events | acks << 20 | files << 40 | unlinks << 52
+    }
+
     /// The incarnations that may own inode `ino` after a crash at `point`.
     pub fn candidates(&self, ino: Ino, point: usize) -> impl Iterator<Item = &FileLife> {
         self.files.iter().filter(move |f| f.ino == ino && f.created_at < point)
@@ -146,7 +159,12 @@ impl FileHistory<'_> {
         self.acks
             .iter()
             .filter(|a| a.lo <= word && word < a.hi)
-            .filter_map(|a| self.touching(word).rev().find(|(i, _)| *i < a.events_before).map(|(i, _)| i))
+            .filter_map(|a| {
+                self.touching(word)
+                    .rev()
+                    .find(|(i, e)| *i < a.events_before && (!a.data_only || matches!(e, DataEvent::Write { .. })))
+                    .map(|(i, _)| i)
+            })
             .max()
     }
 

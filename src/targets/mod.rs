@@ -1,6 +1,8 @@
 //! Small targets that exercise the crash engine and show how to implement [`crate::target::Target`].
 //!
-//! Architecture Invariant: nothing here is daxfs; these targets exist to prove the generic core
-//! (the canary must fail, its fixed twin must pass) and as examples for outside users.
+//! `daxfs` plugs the shipped system under test into the engine. `toylog` is not daxfs: it proves
+//! the generic core (the canary must fail, its fixed twin must pass) and is an example for
+//! outside users.
 
+pub mod daxfs;
 pub mod toylog;
