@@ -457,3 +457,46 @@ fn seed_004_truncate_waits_for_unpin() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Regressions for model bugs these scenarios found.
+
+/// truncate once read the size before taking i_rwsem: t1's truncate saw size 0, decided to
+/// "grow" to one page, slept on the lock while t0 sized the file to 4 pages and wrote page 2,
+/// then set the size to one page without freeing page 2 (fsck BeyondSize, a debug assert).
+#[test]
+fn regression_truncate_decides_grow_or_shrink_under_i_rwsem() {
+    let t0 = vec![
+        Op::Create { file: F0 },
+        Op::Truncate { file: F0, size: 4 * PAGE },
+        Op::Write { file: F0, off: 2 * PAGE, len: 64 },
+    ];
+    let t1 = vec![Op::Truncate { file: F0, size: PAGE }, Op::Read { file: F0, off: 0, len: 4 * PAGE }];
+    let w = workload(vec![t0, t1], &runs(&[(0, 2), (1, 2)]));
+    for policy in POLICIES {
+        let mut out = exec(&w, policy, BugSet::NONE);
+        assert_clean(&out, &all_ok(&w));
+        out.device.rebase();
+        let store = crashsim::daxfs::MetaStore::mount(&mut out.device, BugSet::NONE).unwrap();
+        let inode = store.inode(crashsim::daxfs::Ino(0)).unwrap();
+        assert_eq!(inode.size_bytes, PAGE, "{policy:?}: t1's truncate ran last and shrank");
+        assert!(inode.extents.is_empty(), "{policy:?}: page 2's block was freed");
+    }
+}
+
+/// An unlinked inode number was reused at once: t0's write resolved file 0 (inode 0), slept on
+/// i_rwsem while t1 unlinked and re-created the slot (inode 0 again), then wrote file 1's tags
+/// into the new file (ForeignData). Now the new file gets another inode; the stale write finds
+/// its inode gone.
+#[test]
+fn regression_unlinked_inode_not_reused_under_a_racing_write() {
+    let t0 = vec![Op::Create { file: F0 }, Op::Write { file: F0, off: 0, len: 64 }];
+    let t1 = vec![Op::Unlink { file: F0 }, Op::Create { file: F0 }, Op::Read { file: F0, off: 0, len: 64 }];
+    let w = workload(vec![t0, t1], &runs(&[(0, 3), (1, 20)]));
+    for policy in POLICIES {
+        let out = exec(&w, policy, BugSet::NONE);
+        assert_clean(&out, &[vec![Ok(()), Err(Errno::NoEntry)], vec![Ok(()); 3]]);
+        assert_eq!(out.record.files.len(), 2);
+        assert_ne!(out.record.files[0].ino, out.record.files[1].ino, "{policy:?}: inode number reused");
+    }
+}

@@ -50,7 +50,7 @@ pub const FILE_BYTES_MAX: u64 = 8 << 20;
 impl DaxFs {
     pub async fn create(&self) -> FsResult<Ino> {
         let mut st = self.state();
-        let ino = st.store.free_inode()?;
+        let ino = st.pick_inode()?;
         st.commit(&[Record::InodeCreate { ino }], SITE_CREATE)?;
         Ok(ino)
     }
@@ -59,7 +59,9 @@ impl DaxFs {
     /// Mappings of the file stay but fault with SIGBUS (the model keeps no orphan list).
     pub async fn unlink(&self, ino: Ino, on_unmap: impl FnOnce()) -> FsResult<()> {
         self.state().store.inode(ino)?;
-        self.shrink(ino, 0, u64::MAX, Some(0), true, on_unmap).await
+        self.shrink(ino, 0, u64::MAX, Some(0), true, on_unmap).await?;
+        self.state().unlinked.push(ino.0);
+        Ok(())
     }
 
     /// `write(2)` through `dax_iomap_rw`: allocate per policy, copy with write-back stores +
