@@ -117,14 +117,14 @@ impl DaxFs {
 
     async fn pte_fault_entry(&self, map: MapId, ino: Ino, page: u64, write: bool) -> FsResult<VmFault> {
         // iomap_begin, under the entry lock: one atomic step.
-        let (target, io, stale) = {
+        let (target, io, stale, allocated) = {
             let mut st = self.state();
             match st.entry_covering(ino, page) {
                 Some((key, Entry { kind: EntryKind::Pfn(b), pmd, .. }))
                     if !write || st.page_written(ino, page)? =>
                 {
                     let b = if pmd { BlockNr(b.0 + page - key) } else { b };
-                    (PteTarget::Block(b), None, None)
+                    (PteTarget::Block(b), None, None, false)
                 }
                 _ => st.iomap_for_fault(ino, page, write)?,
             }
@@ -143,7 +143,7 @@ impl DaxFs {
         if let Some(io) = io {
             iomap::end_io(&mut st, io)?;
         }
-        let new = io.is_some() || stale.is_some();
+        let new = allocated || io.is_some() || stale.is_some();
         st.install(map, ino, page, target, write)?;
         if write && st.mapping(map)?.map_sync && !st.inode_meta_durable(ino) && !st.bug(Bug::MapSyncIgnored) {
             // VmFault::NeedDsync: commit and fence before the writable PTE is used.
@@ -255,14 +255,15 @@ impl FsState {
         Ok(matches!(self.lookup(ino, page)?, Some((_, ExtentState::Written))))
     }
 
-    /// `iomap_begin` for a PTE fault: returns the PTE target, the `end_io` owed, and — with
-    /// `double-zero-unwritten` — the whole unwritten extent to zero after sleeping.
+    /// `iomap_begin` for a PTE fault: returns the PTE target, the `end_io` owed, — with
+    /// `double-zero-unwritten` — the whole unwritten extent to zero after sleeping, and whether
+    /// the block is new (IomapFlags::NEW: the fault is `Major`).
     fn iomap_for_fault(
         &mut self,
         ino: Ino,
         page: u64,
         write: bool,
-    ) -> FsResult<(PteTarget, Option<iomap::EndIo>, Option<Extent>)> {
+    ) -> FsResult<(PteTarget, Option<iomap::EndIo>, Option<Extent>, bool)> {
         let found = self.lookup(ino, page)?;
         if !write {
             let target = match found {
@@ -271,16 +272,16 @@ impl FsState {
                 Some((b, ExtentState::Unwritten)) if self.bug(Bug::ReadMapsUnwritten) => PteTarget::Block(b),
                 _ => PteTarget::ZeroPage,
             };
-            return Ok((target, None, None));
+            return Ok((target, None, None, false));
         }
         if let Some((b, ExtentState::Unwritten)) = found
             && self.bug(Bug::DoubleZeroUnwritten)
         {
             let extent = self.store.inode(ino)?.lookup(page).expect("extent just found");
-            return Ok((PteTarget::Block(b), None, Some(extent)));
+            return Ok((PteTarget::Block(b), None, Some(extent), true));
         }
-        let (b, io, _new) = iomap::iomap_write_block(self, ino, page)?;
-        Ok((PteTarget::Block(b), io, None))
+        let (b, io, new) = iomap::iomap_write_block(self, ino, page)?;
+        Ok((PteTarget::Block(b), io, None, new))
     }
 
     /// Installs the PTE for a completed fault and updates the entry. A real entry replacing a

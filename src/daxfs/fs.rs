@@ -173,6 +173,10 @@ pub struct FsState {
     pub pins: Vec<Option<PinRec>>,
     /// Last transaction that changed each inode's metadata (MAP_SYNC / fsync need it durable).
     pub last_tid: BTreeMap<u32, Tid>,
+    /// Inodes unlinked in this mount, oldest first. The model has no open count, so instead of
+    /// an orphan list `create` reuses these numbers last: an operation that resolved the old
+    /// file before the unlink must not land in a new file that got the same number.
+    pub unlinked: Vec<u32>,
 }
 
 /// A mounted daxfs.
@@ -200,6 +204,7 @@ impl DaxFs {
             maps: Vec::new(),
             pins: Vec::new(),
             last_tid: BTreeMap::new(),
+            unlinked: Vec::new(),
         };
         Ok(DaxFs { sched, st: RefCell::new(st) })
     }
@@ -221,6 +226,19 @@ impl DaxFs {
 impl FsState {
     pub fn bug(&self, bug: Bug) -> bool {
         self.opts.bugs.contains(bug)
+    }
+
+    /// The inode `create` takes: the lowest free one never unlinked in this mount, else the
+    /// free one unlinked longest ago.
+    pub fn pick_inode(&mut self) -> FsResult<Ino> {
+        let fresh = self.store.free_inode()?;
+        let free = |i: u32| self.store.inode(Ino(i)).is_err();
+        if let Some(i) = (fresh.0..INODES_MAX).find(|&i| free(i) && !self.unlinked.contains(&i)) {
+            return Ok(Ino(i));
+        }
+        // Every free inode was unlinked here (`fresh` among them): take the oldest.
+        let pos = self.unlinked.iter().position(|&i| free(i)).expect("the free inode was unlinked");
+        Ok(Ino(self.unlinked.remove(pos)))
     }
 
     pub fn pmd_pages(&self) -> u64 {

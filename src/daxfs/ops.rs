@@ -50,7 +50,7 @@ pub const FILE_BYTES_MAX: u64 = 8 << 20;
 impl DaxFs {
     pub async fn create(&self) -> FsResult<Ino> {
         let mut st = self.state();
-        let ino = st.store.free_inode()?;
+        let ino = st.pick_inode()?;
         st.commit(&[Record::InodeCreate { ino }], SITE_CREATE)?;
         Ok(ino)
     }
@@ -59,7 +59,9 @@ impl DaxFs {
     /// Mappings of the file stay but fault with SIGBUS (the model keeps no orphan list).
     pub async fn unlink(&self, ino: Ino, on_unmap: impl FnOnce()) -> FsResult<()> {
         self.state().store.inode(ino)?;
-        self.shrink(ino, 0, u64::MAX, Some(0), true, on_unmap).await
+        self.shrink(ino, 0, u64::MAX, Some(0), true, on_unmap).await?;
+        self.state().unlinked.push(ino.0);
+        Ok(())
     }
 
     /// `write(2)` through `dax_iomap_rw`: allocate per policy, copy with write-back stores +
@@ -267,15 +269,24 @@ impl DaxFs {
         if size % 8 != 0 || size > FILE_BYTES_MAX {
             return Err(Errno::Invalid("truncate size is 8-byte aligned and inside the size bound"));
         }
-        let old = self.state().size_of(ino)?;
-        if size >= old {
-            self.sched.lock(LockId::Inode(ino.0), Mode::Exclusive).await;
-            let r =
-                self.state().commit(&[Record::InodeSize { ino, size_bytes: size }], SITE_SIZE).map(|_| ());
-            self.sched.unlock(LockId::Inode(ino.0), Mode::Exclusive);
-            return r;
-        }
-        self.shrink(ino, size.div_ceil(BLOCK_BYTES), u64::MAX, Some(size), false, on_unmap).await
+        // Grow or shrink is decided under i_rwsem: a size read before it may be stale.
+        self.sched.lock(LockId::Inode(ino.0), Mode::Exclusive).await;
+        let old = self.state().size_of(ino);
+        let r = match old {
+            Err(e) => Err(e),
+            Ok(old) if size >= old => {
+                self.state().commit(&[Record::InodeSize { ino, size_bytes: size }], SITE_SIZE).map(|_| ())
+            }
+            Ok(_) => {
+                self.sched.lock(LockId::Invalidate(ino.0), Mode::Exclusive).await;
+                let first = size.div_ceil(BLOCK_BYTES);
+                let r = self.shrink_locked(ino, first, u64::MAX, Some(size), false, on_unmap).await;
+                self.sched.unlock(LockId::Invalidate(ino.0), Mode::Exclusive);
+                r
+            }
+        };
+        self.sched.unlock(LockId::Inode(ino.0), Mode::Exclusive);
+        r
     }
 
     /// Truncate down / punch / unlink: `i_rwsem` → `invalidate_lock` exclusive →
@@ -515,10 +526,10 @@ impl FsState {
     }
 
     fn fallocate_now(&mut self, ino: Ino, off: u64, len: u64) -> FsResult<()> {
-        // Size first, as in write(): no allocation may lie wholly past EOF after a crash.
-        if off + len > self.size_of(ino)? {
-            self.commit(&[Record::InodeSize { ino, size_bytes: off + len }], SITE_FALLOC)?;
-        }
+        // The size grows in the first allocating transaction, so no extent ever lies wholly
+        // past EOF (fsck's BeyondSize), and an ENOSPC on the first run changes nothing.
+        let mut grow =
+            (off + len > self.size_of(ino)?).then_some(Record::InodeSize { ino, size_bytes: off + len });
         let mut page = off / BLOCK_BYTES;
         let last = (off + len) / BLOCK_BYTES;
         while page < last {
@@ -532,11 +543,14 @@ impl FsState {
             }
             let b = self.store.alloc(&mut self.dev, run, 1)?;
             let extent = Extent { file_block: page, phys: b, len: run, state: ExtentState::Unwritten };
-            self.commit(
-                &[Record::BitmapSet { start: b, len: run }, Record::ExtentSet { ino, extent }],
-                SITE_FALLOC,
-            )?;
+            let mut records =
+                vec![Record::BitmapSet { start: b, len: run }, Record::ExtentSet { ino, extent }];
+            records.extend(grow.take());
+            self.commit(&records, SITE_FALLOC)?;
             page += run;
+        }
+        if let Some(size) = grow {
+            self.commit(&[size], SITE_FALLOC)?;
         }
         Ok(())
     }

@@ -439,9 +439,7 @@ impl Harness {
         let (id, file_id, ino, _) = self.map_file(slot)?;
         let base = self.fs.state().mapping(id)?.off;
         let (version, _) = self.new_words(file_id, 0, 8);
-        let words: Vec<u64> = (0..len / 8)
-            .map(|k| DataTag { file_id, word_off: (base + off) / 8 + k, version }.encode())
-            .collect();
+        let words = tagged_words(file_id, (base + off) / 8, len / 8, version);
         self.fs
             .store(id, off, &words, |st, io| self.land(st, t, i, ino, file_id, version, io, "a store"))
             .await
@@ -541,9 +539,7 @@ impl Harness {
             self.world.borrow().record.files.iter().rev().find(|f| f.ino == rec_ino).map(|f| f.file_id);
         let file_id = file_id.ok_or(Errno::NoEntry)?;
         let (version, _) = self.new_words(file_id, 0, 8);
-        let words: Vec<u64> = (0..len / 8)
-            .map(|k| DataTag { file_id, word_off: (rec_off + off) / 8 + k, version }.encode())
-            .collect();
+        let words = tagged_words(file_id, (rec_off + off) / 8, len / 8, version);
         self.fs
             .dma_write(pin, off, &words, |st, io| {
                 self.land(st, t, i, rec_ino, file_id, version, io, "a DMA write")
@@ -557,4 +553,18 @@ impl Harness {
         self.world.borrow_mut().pins[slot] = None;
         Ok(())
     }
+}
+
+/// Data words for `count` words of `file_id` from word `first`. A range relative to a mapping or
+/// pin may reach past the file size bound; words there are never stored (the access faults
+/// SIGSEGV or is rejected first), so they get zero instead of an unencodable tag.
+fn tagged_words(file_id: u32, first: u64, count: u64, version: u32) -> Vec<u64> {
+    let words_max = crate::workload::FILE_BYTES_MAX / 8;
+    (first..first + count)
+        .map(
+            |word_off| {
+                if word_off < words_max { DataTag { file_id, word_off, version }.encode() } else { 0 }
+            },
+        )
+        .collect()
 }
