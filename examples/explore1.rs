@@ -9,5 +9,12 @@ fn main() {
     let t = DaxfsTarget::new(RunConfig { pmd_blocks: pmd, ..RunConfig::default() });
     let start = std::time::Instant::now();
     let r = explore_seed(&t, &CrashConfig::default(), seed).unwrap();
-    println!("seed {seed}: {:?} points {} states {} unique {} violations {}", start.elapsed(), r.crash_points, r.crash_states, r.unique_states, r.violations.len());
+    println!(
+        "seed {seed}: {:?} points {} states {} unique {} violations {}",
+        start.elapsed(),
+        r.crash_points,
+        r.crash_states,
+        r.unique_states,
+        r.violations.len()
+    );
 }

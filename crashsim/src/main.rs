@@ -10,11 +10,11 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use crashsim::crash::{CrashConfig, STATES_PER_POINT_DEFAULT, STATES_PER_POINT_MAX, Strategy};
 use crashsim::daxfs::bugs::{BugSet, CATALOGUE};
+use crashsim::daxfs::fs::AllocPolicy;
+use crashsim::exec::RunConfig;
 use crashsim::pmem::{Granularity, PersistenceModel};
 use crashsim::sweep::{self, JOBS_MAX, Progress, SeedRange, SweepConfig, SweepSummary};
 use crashsim::target::Target;
-use crashsim::daxfs::fs::AllocPolicy;
-use crashsim::exec::RunConfig;
 use crashsim::targets::daxfs::DaxfsTarget;
 use crashsim::targets::toylog::ToyLog;
 
@@ -97,7 +97,7 @@ struct SweepArgs {
     /// Crash states explored per crash point, at most.
     #[arg(long, default_value_t = STATES_PER_POINT_DEFAULT, value_parser = parse_states_per_point)]
     states_per_point: usize,
-    /// daxfs allocation policy [default: zero-before-commit].
+    /// daxfs allocation policy [default: chosen per workload, so a sweep covers both].
     #[arg(long, value_enum)]
     policy: Option<PolicyArg>,
     /// Enable a daxfs bug by id (repeatable; `crashsim bugs` lists them).
@@ -183,10 +183,11 @@ fn sweep_command(args: &SweepArgs) -> anyhow::Result<ExitCode> {
 
 fn daxfs_target(args: &SweepArgs) -> anyhow::Result<DaxfsTarget> {
     let mut config = RunConfig::default();
-    config.mount.policy = match args.policy {
-        None | Some(PolicyArg::ZeroBeforeCommit) => AllocPolicy::ZeroBeforeCommit,
-        Some(PolicyArg::UnwrittenEndIo) => AllocPolicy::UnwrittenEndIo,
-    };
+    match args.policy {
+        None => config.policy_per_workload = true,
+        Some(PolicyArg::ZeroBeforeCommit) => config.mount.policy = AllocPolicy::ZeroBeforeCommit,
+        Some(PolicyArg::UnwrittenEndIo) => config.mount.policy = AllocPolicy::UnwrittenEndIo,
+    }
     config.mount.bugs = BugSet::parse_list(&args.bugs.join(",")).map_err(|e| UsageError(e.to_string()))?;
     if let Some(pmd) = args.pmd_blocks {
         config.pmd_blocks = pmd;
@@ -250,6 +251,12 @@ fn sweep_config(args: &SweepArgs) -> SweepConfig {
         granularity,
         strategy,
         states_per_point: args.states_per_point,
+        // --fail-fast: a seed's first violation ends its exploration too.
+        violations_per_workload: if args.fail_fast {
+            1
+        } else {
+            CrashConfig::default().violations_per_workload
+        },
         ..CrashConfig::default()
     };
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

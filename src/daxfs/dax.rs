@@ -181,7 +181,13 @@ impl DaxFs {
                 None => st.pmd_iomap(ino, base, write)?,
             };
             let Some((b, io)) = found else { return Ok(VmFault::Fallback) };
-            st.entries.insert((ino.0, base), Entry { kind: EntryKind::Empty, pmd: true, dirty: false });
+            // A placeholder only where no entry exists: an existing (possibly dirty) entry stays
+            // visible to writeback while this fault sleeps.
+            st.entries.entry((ino.0, base)).or_insert(Entry {
+                kind: EntryKind::Empty,
+                pmd: true,
+                dirty: false,
+            });
             if let Some(io) = io {
                 iomap::end_io(&mut st, io)?;
             }

@@ -194,7 +194,7 @@ impl DaxFs {
     /// Mounts `dev` (journal replay included).
     pub fn mount(mut dev: Device, opts: MountOptions, sched: Rc<Sched>) -> Result<DaxFs, FsError> {
         let store = MetaStore::mount(&mut dev, opts.bugs)?;
-        let geom = store.geometry().clone();
+        let geom = *store.geometry();
         let st = FsState {
             dev,
             store,

@@ -107,15 +107,16 @@ impl DaxFs {
                 // on the entry lock of a fault in progress).
                 self.invalidate_zero_page(ino, page).await;
             }
-            let mut st = self.state();
-            let at = st.dev.trace().len();
-            st.store_words(b, lo % BLOCK_BYTES, chunk, super::fs::SITE_WRITE)?;
-            st.flush_range(b, lo % BLOCK_BYTES, hi - lo, super::fs::SITE_WRITE)?;
-            if let Some(io) = io {
-                iomap::end_io(&mut st, io)?;
+            {
+                let mut st = self.state();
+                let at = st.dev.trace().len();
+                st.store_words(b, lo % BLOCK_BYTES, chunk, super::fs::SITE_WRITE)?;
+                st.flush_range(b, lo % BLOCK_BYTES, hi - lo, super::fs::SITE_WRITE)?;
+                if let Some(io) = io {
+                    iomap::end_io(&mut st, io)?;
+                }
+                on_copy(&st, PageIo { page, target: PteTarget::Block(b), at, lo, words: chunk });
             }
-            on_copy(&st, PageIo { page, target: PteTarget::Block(b), at, lo, words: chunk });
-            drop(st);
             self.sched.yield_now().await;
         }
         Ok(())
@@ -129,12 +130,13 @@ impl DaxFs {
             _ => return,
         };
         self.sched.lock(LockId::Entry(ino.0, key), Mode::Exclusive).await;
-        let mut st = self.state();
-        if st.entries.get(&(ino.0, key)).is_some_and(|e| e.kind == EntryKind::ZeroPage) {
-            st.entries.remove(&(ino.0, key));
-            st.unmap_range(ino, key, key + 1, |p| p.target == PteTarget::ZeroPage);
+        {
+            let mut st = self.state();
+            if st.entries.get(&(ino.0, key)).is_some_and(|e| e.kind == EntryKind::ZeroPage) {
+                st.entries.remove(&(ino.0, key));
+                st.unmap_range(ino, key, key + 1, |p| p.target == PteTarget::ZeroPage);
+            }
         }
-        drop(st);
         self.sched.unlock(LockId::Entry(ino.0, key), Mode::Exclusive);
     }
 
@@ -182,13 +184,14 @@ impl DaxFs {
             let hi = end.min((page + 1) * BLOCK_BYTES);
             let chunk = &words[((lo - start) / 8) as usize..((hi - start) / 8) as usize];
             let pte = self.access(map, page, true).await?;
-            let mut st = self.state();
-            let at = st.dev.trace().len();
-            if let PteTarget::Block(b) = pte.target {
-                st.store_words(b, lo % BLOCK_BYTES, chunk, super::fs::SITE_STORE)?;
+            {
+                let mut st = self.state();
+                let at = st.dev.trace().len();
+                if let PteTarget::Block(b) = pte.target {
+                    st.store_words(b, lo % BLOCK_BYTES, chunk, super::fs::SITE_STORE)?;
+                }
+                on_page(&st, PageIo { page, target: pte.target, at, lo, words: chunk });
             }
-            on_page(&st, PageIo { page, target: pte.target, at, lo, words: chunk });
-            drop(st);
             self.sched.yield_now().await;
         }
         Ok(())
@@ -209,14 +212,15 @@ impl DaxFs {
             let lo = start.max(page * BLOCK_BYTES);
             let hi = end.min((page + 1) * BLOCK_BYTES);
             let pte = self.access(map, page, false).await?;
-            let st = self.state();
-            let words = match pte.target {
-                PteTarget::ZeroPage => vec![0; ((hi - lo) / 8) as usize],
-                PteTarget::Block(b) => st.read_words(b, lo % BLOCK_BYTES, ((hi - lo) / 8) as usize)?,
-            };
-            let at = st.dev.trace().len();
-            on_page(&st, PageIo { page, target: pte.target, at, lo, words: &words });
-            drop(st);
+            {
+                let st = self.state();
+                let words = match pte.target {
+                    PteTarget::ZeroPage => vec![0; ((hi - lo) / 8) as usize],
+                    PteTarget::Block(b) => st.read_words(b, lo % BLOCK_BYTES, ((hi - lo) / 8) as usize)?,
+                };
+                let at = st.dev.trace().len();
+                on_page(&st, PageIo { page, target: pte.target, at, lo, words: &words });
+            }
             self.sched.yield_now().await;
         }
         Ok(())
@@ -440,16 +444,17 @@ impl DaxFs {
             let hi = end.min((page + 1) * BLOCK_BYTES);
             let chunk = &words[((lo - start) / 8) as usize..((hi - start) / 8) as usize];
             let target = rec.pages[&page];
-            let mut st = self.state();
-            let at = st.dev.trace().len();
-            if let PteTarget::Block(b) = target {
-                let addr = PmemAddr(st.block_addr(b).0 + lo % BLOCK_BYTES);
-                let bytes: Vec<u8> = chunk.iter().flat_map(|w| w.to_le_bytes()).collect();
-                st.dev.store_nt(addr, &bytes, super::fs::SITE_DMA)?;
-                st.fence(super::fs::SITE_DMA)?;
+            {
+                let mut st = self.state();
+                let at = st.dev.trace().len();
+                if let PteTarget::Block(b) = target {
+                    let addr = PmemAddr(st.block_addr(b).0 + lo % BLOCK_BYTES);
+                    let bytes: Vec<u8> = chunk.iter().flat_map(|w| w.to_le_bytes()).collect();
+                    st.dev.store_nt(addr, &bytes, super::fs::SITE_DMA)?;
+                    st.fence(super::fs::SITE_DMA)?;
+                }
+                on_page(&st, PageIo { page, target, at, lo, words: chunk });
             }
-            on_page(&st, PageIo { page, target, at, lo, words: chunk });
-            drop(st);
             self.sched.yield_now().await;
         }
         Ok(())

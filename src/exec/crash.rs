@@ -1,13 +1,16 @@
 //! The daxfs crash oracle: after recovery, read every file through the recovered metadata and
 //! classify every word against the run record (DESIGN §6); fsck the recovered allocator.
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
 use crate::daxfs::fsck::fsck;
 use crate::daxfs::store::MetaStore;
 use crate::daxfs::tag::Word;
 use crate::daxfs::{BLOCK_BYTES, BlockNr, ExtentState, Ino};
 use crate::pmem::{Device, PmemAddr};
 
-use super::record::{RunRecord, WordVerdict};
+use super::record::{FileHistory, RunRecord, WordVerdict};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum CrashClass {
@@ -48,12 +51,22 @@ pub fn check(store: &MetaStore, dev: &Device, record: &RunRecord, point: usize) 
         .take(1)
         .collect();
     let landed = record.landed();
+    let shareable = Shareable {
+        delta: dev.initial().view_delta(),
+        recovery_pages: dev.image().written_page_indexes().collect(),
+    };
+    CLEAN.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.key != (record.id, point) {
+            c.key = (record.id, point);
+            c.pages.clear();
+        }
+    });
     for (ino, inode) in store.meta().inodes.iter().enumerate() {
         if !inode.live {
             continue;
         }
         let ino = Ino(ino as u32);
-        let words_end = inode.size_bytes / 8;
         let candidates: Vec<u32> = record.candidates(ino, point).map(|f| f.file_id).collect();
         if candidates.is_empty() {
             out.push(CrashFinding {
@@ -71,13 +84,40 @@ pub fn check(store: &MetaStore, dev: &Device, record: &RunRecord, point: usize) 
             });
             continue;
         }
-        let histories: Vec<_> =
-            candidates.iter().map(|&f| (f, record.history(f, point, words_end, &landed))).collect();
-        if let Some(f) = check_file(store, dev, ino, words_end, &histories) {
+        let histories: Vec<_> = candidates.iter().map(|&f| (f, record.history(f, point, &landed))).collect();
+        if let Some(f) = check_file(store, dev, ino, inode.size_bytes / 8, &histories, &shareable) {
             out.push(f);
         }
     }
     out
+}
+
+/// Pages whose verdict was "clean" at the current crash point, for one record: a data page
+/// that neither the crash state's delta nor recovery wrote has the same bytes in every state of
+/// a crash point (daxfs recovery writes only metadata), so its verdict is reused.
+struct CleanPages {
+    key: (u64, usize),
+    pages: BTreeSet<(u32, u64, u64)>,
+}
+
+thread_local! {
+    static CLEAN: RefCell<CleanPages> = const { RefCell::new(CleanPages { key: (0, 0), pages: BTreeSet::new() }) };
+}
+
+/// Can the verdict on `block` be shared by every state of this crash point?
+struct Shareable<'a> {
+    delta: Option<&'a [(u64, u64)]>,
+    recovery_pages: BTreeSet<u64>,
+}
+
+impl Shareable<'_> {
+    fn block(&self, addr: u64) -> bool {
+        let Some(delta) = self.delta else { return false };
+        let end = addr + BLOCK_BYTES;
+        let i = delta.partition_point(|&(a, _)| a < addr);
+        let untouched_by_delta = delta.get(i).is_none_or(|&(a, _)| a >= end);
+        untouched_by_delta && !self.recovery_pages.contains(&(addr / crate::pmem::PAGE_BYTES))
+    }
 }
 
 /// The first bad word of one file, if any.
@@ -86,59 +126,120 @@ fn check_file(
     dev: &Device,
     ino: Ino,
     words_end: u64,
-    histories: &[(u32, super::record::FileHistory<'_>)],
+    histories: &[(u32, FileHistory<'_>)],
+    shareable: &Shareable<'_>,
 ) -> Option<CrashFinding> {
     let inode = store.inode(ino).ok()?;
     let words_per_page = BLOCK_BYTES / 8;
     let mut buf = vec![0u8; BLOCK_BYTES as usize];
     for page in 0..words_end.div_ceil(words_per_page) {
+        let lo = page * words_per_page;
+        let unwritten = histories.iter().all(|(_, h)| h.page_unwritten(lo));
         let mapped = inode.lookup(page).map(|e| (BlockNr(e.phys.0 + page - e.file_block), e.state));
         let block = match mapped {
             Some((b, ExtentState::Written)) => {
+                let addr = store.geometry().block_addr(b).0;
+                let shared = shareable.block(addr);
+                let key = (ino.0, page, b.0);
+                if shared && CLEAN.with(|c| c.borrow().pages.contains(&key)) {
+                    continue;
+                }
                 dev.read(store.geometry().block_addr(b), &mut buf).ok()?;
+                if shared && page_clean(histories, lo, words_end, &buf, Some(b)) {
+                    CLEAN.with(|c| c.borrow_mut().pages.insert(key));
+                    continue;
+                }
                 Some(b)
             }
-            _ if histories.iter().all(|(_, h)| h.page_untouched(page * words_per_page)) => continue,
+            // A hole or unwritten extent reads as zeros; only acknowledged writes can fail.
+            _ if unwritten => continue,
             _ => {
                 buf.fill(0);
                 None
             }
         };
-        let lo = page * words_per_page;
+        // Fast path: a page this file never wrote may hold only zeros.
+        if unwritten && buf.iter().all(|&b| b == 0) {
+            continue;
+        }
         for word in lo..(lo + words_per_page).min(words_end) {
             let k = ((word - lo) * 8) as usize;
-            let value = u64::from_le_bytes(buf[k..k + 8].try_into().expect("8 bytes"));
-            let found = Word::decode(value);
-            let verdicts: Vec<(u32, WordVerdict)> =
-                histories.iter().map(|(f, h)| (*f, h.judge(*f, word, found, block))).collect();
-            if verdicts.iter().any(|(_, v)| *v == WordVerdict::Ok) {
-                continue;
+            let found = Word::decode(u64::from_le_bytes(buf[k..k + 8].try_into().expect("8 bytes")));
+            if let Some(bad) = judge_word(histories, word, found, block) {
+                return Some(finding(store, ino, word, lo, found, block, bad));
             }
-            let (file_id, verdict) = verdicts.last().cloned().expect("at least one candidate");
-            let class = match verdict {
-                WordVerdict::Lost { .. } => CrashClass::LostWrite,
-                WordVerdict::Foreign => CrashClass::ForeignData,
-                _ => CrashClass::StaleData,
-            };
-            let allowed = match verdict {
-                WordVerdict::Lost { acked_version } => {
-                    format!("file {file_id} word {word} version >= {acked_version} (acknowledged durable)")
-                }
-                _ => format!("zero or a version of file {file_id} word {word} written before the crash"),
-            };
-            return Some(CrashFinding {
-                class,
-                message: format!("inode {} (file {file_id}) word {word} after recovery: {found:?}", ino.0),
-                ino: Some(ino.0),
-                file_id: Some(file_id),
-                word_off: Some(word),
-                pmem_addr: block.map(|b| store.geometry().block_addr(b).0 + (word - lo) * 8),
-                found: Some(format!("{found:?}")),
-                allowed: Some(allowed),
-            });
         }
     }
     None
+}
+
+/// Is every word of the page at word `lo` acceptable?
+fn page_clean(
+    histories: &[(u32, FileHistory<'_>)],
+    lo: u64,
+    words_end: u64,
+    buf: &[u8],
+    block: Option<BlockNr>,
+) -> bool {
+    let words_per_page = BLOCK_BYTES / 8;
+    if histories.iter().all(|(_, h)| h.page_unwritten(lo)) && buf.iter().all(|&b| b == 0) {
+        return true;
+    }
+    (lo..(lo + words_per_page).min(words_end)).all(|word| {
+        let k = ((word - lo) * 8) as usize;
+        let found = Word::decode(u64::from_le_bytes(buf[k..k + 8].try_into().expect("8 bytes")));
+        judge_word(histories, word, found, block).is_none()
+    })
+}
+
+/// The verdict on one word across the candidate incarnations: `None` if any accepts it.
+fn judge_word(
+    histories: &[(u32, FileHistory<'_>)],
+    word: u64,
+    found: Word,
+    block: Option<BlockNr>,
+) -> Option<(u32, WordVerdict)> {
+    let mut last = None;
+    for (f, h) in histories {
+        match h.judge(*f, word, found, block) {
+            WordVerdict::Ok => return None,
+            v => last = Some((*f, v)),
+        }
+    }
+    last
+}
+
+fn finding(
+    store: &MetaStore,
+    ino: Ino,
+    word: u64,
+    lo: u64,
+    found: Word,
+    block: Option<BlockNr>,
+    bad: (u32, WordVerdict),
+) -> CrashFinding {
+    let (file_id, verdict) = bad;
+    let class = match verdict {
+        WordVerdict::Lost { .. } => CrashClass::LostWrite,
+        WordVerdict::Foreign => CrashClass::ForeignData,
+        _ => CrashClass::StaleData,
+    };
+    let allowed = match verdict {
+        WordVerdict::Lost { acked_version } => {
+            format!("file {file_id} word {word} version >= {acked_version} (acknowledged durable)")
+        }
+        _ => format!("zero or a version of file {file_id} word {word} written before the crash"),
+    };
+    CrashFinding {
+        class,
+        message: format!("inode {} (file {file_id}) word {word} after recovery: {found:?}", ino.0),
+        ino: Some(ino.0),
+        file_id: Some(file_id),
+        word_off: Some(word),
+        pmem_addr: block.map(|b| store.geometry().block_addr(b).0 + (word - lo) * 8),
+        found: Some(format!("{found:?}")),
+        allowed: Some(allowed),
+    }
 }
 
 /// A digest of the recovered logical state (metadata and file contents) for comparing

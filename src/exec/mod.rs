@@ -10,7 +10,7 @@ pub mod record;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use crate::daxfs::fs::{DaxFs, Errno, FsState, MapId, MountOptions, PinId, PteTarget};
+use crate::daxfs::fs::{AllocPolicy, DaxFs, Errno, FsState, MapId, MountOptions, PinId, PteTarget};
 use crate::daxfs::layout::{Geometry, mkfs};
 use crate::daxfs::ops::PageIo;
 use crate::daxfs::tag::{DataTag, Word};
@@ -49,6 +49,9 @@ pub struct RunConfig {
     /// PMD size in blocks (512 = 2 MiB, the faithful default).
     pub pmd_blocks: u64,
     pub mount: MountOptions,
+    /// Pick the allocation policy per workload (from a hash of the workload) instead of
+    /// `mount.policy`, so one sweep covers both policies' code paths.
+    pub policy_per_workload: bool,
 }
 
 impl Default for RunConfig {
@@ -57,11 +60,40 @@ impl Default for RunConfig {
             device_bytes: 64 << 20,
             pmd_blocks: crate::daxfs::PMD_BLOCKS_DEFAULT,
             mount: MountOptions::default(),
+            policy_per_workload: false,
+        }
+    }
+}
+
+/// FNV-1a: a hash whose value is fixed by its definition, for choices derived from data.
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
 }
 
 impl RunConfig {
+    /// The mount options `workload` runs with.
+    pub fn mount_for(&self, workload: &Workload) -> MountOptions {
+        use std::hash::{Hash, Hasher};
+        let mut mount = self.mount;
+        mount.fault_around |= workload.options.fault_around;
+        if self.policy_per_workload {
+            let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+            workload.hash(&mut h);
+            mount.policy =
+                if h.finish() & 1 == 0 { AllocPolicy::ZeroBeforeCommit } else { AllocPolicy::UnwrittenEndIo };
+        }
+        mount
+    }
+
     pub fn geometry(&self) -> Result<Geometry, FsError> {
         Ok(Geometry::new(self.device_bytes)?.with_pmd_blocks(self.pmd_blocks))
     }
@@ -113,9 +145,7 @@ pub fn run(workload: &Workload, config: &RunConfig) -> Result<RunOutput, FsError
 /// Runs `workload` on `device` (already formatted).
 pub fn run_on(workload: &Workload, config: &RunConfig, device: Device) -> Result<RunOutput, FsError> {
     let sched = Sched::new();
-    let mut mount = config.mount;
-    mount.fault_around |= workload.options.fault_around;
-    let fs = DaxFs::mount(device, mount, Rc::clone(&sched))?;
+    let fs = DaxFs::mount(device, config.mount_for(workload), Rc::clone(&sched))?;
     let world = World {
         files: (0..crate::workload::FILES_MAX).map(|_| None).collect(),
         maps: (0..crate::workload::MAPS_MAX).map(|_| None).collect(),
@@ -143,6 +173,8 @@ pub fn run_on(workload: &Workload, config: &RunConfig, device: Device) -> Result
     };
     let Harness { fs, world } = h;
     let mut world = world.into_inner();
+    static RECORD_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    world.record.id = RECORD_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let RunEnd::Deadlock { blocked, .. } = &end {
         world.findings.push(Finding {
             class: FindingClass::Deadlock,

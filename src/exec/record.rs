@@ -60,6 +60,9 @@ pub struct FileLife {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunRecord {
+    /// Process-unique id of this record, naming it in oracle caches; never part of a result.
+    #[serde(skip)]
+    pub id: u64,
     pub files: Vec<FileLife>,
     pub events: Vec<DataEvent>,
     pub acks: Vec<Ack>,
@@ -79,12 +82,14 @@ pub enum WordVerdict {
     Stale,
 }
 
-/// Per-file index of the record as of one crash point: events by page, so judging a word
-/// looks only at the events that touched its page.
+/// Per-file index of the record as of one crash point: writes by page, so judging a word looks
+/// only at the writes that touched its page; zeroing ranges (few, possibly huge) kept as ranges.
 pub struct FileHistory<'r> {
     events: &'r [DataEvent],
-    /// page → indexes into `events` (ascending) of this file's events before the point.
+    /// page → indexes into `events` (ascending) of this file's writes before the point.
     by_page: BTreeMap<u64, Vec<usize>>,
+    /// Indexes of this file's zeroing events before the point.
+    zeros: Vec<usize>,
     acks: Vec<&'r Ack>,
     /// (version, block) of every write ever recorded: a block's earlier contents.
     landed: &'r BTreeSet<(u32, u64)>,
@@ -104,32 +109,28 @@ impl RunRecord {
             .collect()
     }
 
-    /// The history of `file_id` as of crash point `point` (events whose stores began before
-    /// it), for words below `words_end`.
+    /// The history of `file_id` as of crash point `point` (events whose stores began before it).
     pub fn history<'r>(
         &'r self,
         file_id: u32,
         point: usize,
-        words_end: u64,
         landed: &'r BTreeSet<(u32, u64)>,
     ) -> FileHistory<'r> {
         let mut by_page: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        let mut zeros = Vec::new();
         for (i, e) in self.events.iter().enumerate().filter(|(_, e)| e.file_id() == file_id && e.at() < point)
         {
-            let (lo, hi) = match e {
-                DataEvent::Write { lo, hi, .. } | DataEvent::Zero { lo, hi, .. } => {
-                    (*lo, (*hi).min(words_end))
+            match e {
+                DataEvent::Write { lo, hi, .. } => {
+                    for page in lo / WORDS_PER_PAGE..hi.div_ceil(WORDS_PER_PAGE) {
+                        by_page.entry(page).or_default().push(i);
+                    }
                 }
-            };
-            if lo >= hi {
-                continue;
-            }
-            for page in lo / WORDS_PER_PAGE..hi.div_ceil(WORDS_PER_PAGE) {
-                by_page.entry(page).or_default().push(i);
+                DataEvent::Zero { .. } => zeros.push(i),
             }
         }
         let acks = self.acks.iter().filter(|a| a.file_id == file_id && a.at <= point).collect();
-        FileHistory { events: &self.events, by_page, acks, landed }
+        FileHistory { events: &self.events, by_page, zeros, acks, landed }
     }
 
     /// Digest of what the crash oracle expects at `point`: states with equal images and equal
@@ -149,9 +150,14 @@ impl RunRecord {
 }
 
 impl FileHistory<'_> {
+    /// Events on `word`, ascending.
     fn touching(&self, word: u64) -> impl DoubleEndedIterator<Item = (usize, &DataEvent)> + '_ {
-        let list = self.by_page.get(&(word / WORDS_PER_PAGE)).map_or(&[][..], Vec::as_slice);
-        list.iter().map(|&i| (i, &self.events[i])).filter(move |(_, e)| e.covers(word))
+        let writes = self.by_page.get(&(word / WORDS_PER_PAGE)).map_or(&[][..], Vec::as_slice);
+        let mut all: Vec<usize> = writes.iter().copied().chain(self.zeros.iter().copied()).collect();
+        if !self.zeros.is_empty() {
+            all.sort_unstable();
+        }
+        all.into_iter().map(|i| (i, &self.events[i])).filter(move |(_, e)| e.covers(word))
     }
 
     /// Index of the newest event on `word` that an ack covers.
@@ -162,14 +168,17 @@ impl FileHistory<'_> {
             .filter_map(|a| {
                 self.touching(word)
                     .rev()
-                    .find(|(i, e)| *i < a.events_before && (!a.data_only || matches!(e, DataEvent::Write { .. })))
+                    .find(|(i, e)| {
+                        *i < a.events_before && (!a.data_only || matches!(e, DataEvent::Write { .. }))
+                    })
                     .map(|(i, _)| i)
             })
             .max()
     }
 
-    /// Has this file no events at all on the page of `word` (then only zero is expected)?
-    pub fn page_untouched(&self, word: u64) -> bool {
+    /// Did this file write nothing on the page of `word` (so zero is the only expected content,
+    /// and an all-zero page needs no word-by-word judging)?
+    pub fn page_unwritten(&self, word: u64) -> bool {
         !self.by_page.contains_key(&(word / WORDS_PER_PAGE))
     }
 

@@ -11,6 +11,12 @@ pub trait Backing: Send + Sync {
     /// Fills `buf` with the bytes at `addr..addr + buf.len()`. The caller guarantees the range
     /// is inside the device (it is a harness bug otherwise).
     fn read_at(&self, addr: u64, buf: &mut [u8]);
+    /// For a crash-state [`super::View`]: the words (ascending by address) where it differs
+    /// from its crash point's durable base. Oracles may use it to reuse work between states of
+    /// one crash point; reads never depend on it.
+    fn view_delta(&self) -> Option<&[(u64, u64)]> {
+        None
+    }
 }
 
 type WordFn = dyn Fn(u64) -> u64 + Send + Sync;

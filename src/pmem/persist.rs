@@ -196,6 +196,36 @@ pub struct View {
 impl View {
     pub fn new(state: &CrashState, choice: &Choice) -> Result<Self, PmemError> {
         state.check_choice(choice)?;
+        if choice.nt_mask.iter().any(|&m| m) {
+            return Ok(Self::new_general(state, choice));
+        }
+        // Write-back units only: lines are ascending and disjoint, so each line's prefix is
+        // applied to one read of the base line and the delta comes out sorted.
+        let mut units = Vec::new();
+        let mut hash = state.base_hash;
+        let mut base = [0u8; LINE_BYTES as usize];
+        for (l, &p) in state.lines.iter().zip(&choice.line_prefix).filter(|(_, p)| **p > 0) {
+            state.base.read_at(l.line, &mut base);
+            let old: [u64; 8] =
+                std::array::from_fn(|k| u64::from_le_bytes(base[k * 8..k * 8 + 8].try_into().expect("8")));
+            let mut new = old;
+            let mut touched = 0u8;
+            for u in &l.units[..p as usize] {
+                let k = ((u.addr - l.line) / 8) as usize;
+                new[k] = u.value;
+                touched |= 1 << k;
+            }
+            for k in (0..8).filter(|k| touched & (1 << k) != 0) {
+                let addr = l.line + k as u64 * 8;
+                hash = hash.wrapping_sub(word_hash(addr, old[k])).wrapping_add(word_hash(addr, new[k]));
+                units.push((addr, new[k]));
+            }
+        }
+        Ok(Self { base: Arc::clone(&state.base), units, hash })
+    }
+
+    /// Any choice, non-temporal units included: same-address units apply in program order.
+    fn new_general(state: &CrashState, choice: &Choice) -> Self {
         let mut finals: BTreeMap<u64, u64> = BTreeMap::new();
         for u in state.persisted(choice) {
             finals.insert(u.addr, u.value);
@@ -205,7 +235,7 @@ impl View {
             let old = read_word(&*state.base, addr);
             hash = hash.wrapping_sub(word_hash(addr, old)).wrapping_add(word_hash(addr, value));
         }
-        Ok(Self { base: Arc::clone(&state.base), units: finals.into_iter().collect(), hash })
+        Self { base: Arc::clone(&state.base), units: finals.into_iter().collect(), hash }
     }
 
     /// Identifies the persisted image: equal images have equal hashes across crash points
@@ -230,6 +260,9 @@ impl View {
 impl Backing for View {
     fn size_bytes(&self) -> u64 {
         self.base.size_bytes()
+    }
+    fn view_delta(&self) -> Option<&[(u64, u64)]> {
+        Some(&self.units)
     }
     fn read_at(&self, addr: u64, buf: &mut [u8]) {
         self.base.read_at(addr, buf);

@@ -81,18 +81,30 @@ impl Target for DaxfsTarget {
 
     fn run(&self, workload: &Workload, dev: &mut Device) -> Result<RunOutcome<RunRecord>, TargetError> {
         let fresh = std::mem::replace(dev, Device::new(0));
-        let out = exec::run_on(workload, &self.config, fresh).map_err(|e| TargetError::Other(format!("mount: {e}")))?;
+        let out = exec::run_on(workload, &self.config, fresh)
+            .map_err(|e| TargetError::Other(format!("mount: {e}")))?;
         *dev = out.device;
-        Ok(RunOutcome { record: out.record, violations: out.findings.into_iter().map(runtime_violation).collect() })
+        Ok(RunOutcome {
+            record: out.record,
+            violations: out.findings.into_iter().map(runtime_violation).collect(),
+        })
     }
 
     fn recover(&self, dev: &mut Device) -> Result<MetaStore, String> {
         // fsck problems are not a mount failure here: `check` reports them as
         // AllocatorInconsistent, a truer class than RecoveryFailed.
-        MetaStore::mount_unchecked(dev, self.config.mount.bugs).map(|(store, _, _)| store).map_err(|e| e.to_string())
+        MetaStore::mount_unchecked(dev, self.config.mount.bugs)
+            .map(|(store, _, _)| store)
+            .map_err(|e| e.to_string())
     }
 
-    fn check(&self, store: &MetaStore, dev: &Device, record: &RunRecord, point: CrashPoint) -> Vec<Violation> {
+    fn check(
+        &self,
+        store: &MetaStore,
+        dev: &Device,
+        record: &RunRecord,
+        point: CrashPoint,
+    ) -> Vec<Violation> {
         exec::crash::check(store, dev, record, point.0).into_iter().map(crash_violation).collect()
     }
 
