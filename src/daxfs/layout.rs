@@ -519,16 +519,16 @@ fn store_changed_lines(dev: &mut Device, addr: PmemAddr, bytes: &[u8]) -> Result
 
 /// The poison word mkfs leaves at `addr`: zero in metadata areas, a per-block pattern in data.
 pub fn background_word(geom: &Geometry, addr: u64) -> u64 {
-    let data_bytes = geom.data_start().0 * BLOCK_BYTES;
+    poison_word(geom.data_start().0 * BLOCK_BYTES, geom.generation, addr)
+}
+
+/// [`background_word`] with the data area's start precomputed (it is called per word).
+fn poison_word(data_bytes: u64, generation: u8, addr: u64) -> u64 {
     if addr < data_bytes {
         return 0;
     }
-    Poison {
-        generation: geom.generation,
-        block: addr / BLOCK_BYTES,
-        word_in_block: ((addr % BLOCK_BYTES) / 8) as u16,
-    }
-    .encode()
+    Poison { generation, block: addr / BLOCK_BYTES, word_in_block: ((addr % BLOCK_BYTES) / 8) as u16 }
+        .encode()
 }
 
 /// Formats a fresh device: poisoned data blocks, superblock, checkpoint 0 naming an empty home
@@ -536,7 +536,9 @@ pub fn background_word(geom: &Geometry, addr: u64) -> u64 {
 pub fn mkfs(geom: &Geometry) -> Result<Device, FsError> {
     geom.check().map_err(FsError::Invalid)?;
     let g = *geom;
-    let background = Background::procedural(g.size_bytes, move |addr| background_word(&g, addr));
+    let (data_bytes, generation) = (g.data_start().0 * BLOCK_BYTES, g.generation);
+    let background =
+        Background::procedural(g.size_bytes, move |addr| poison_word(data_bytes, generation, addr));
     let mut dev = Device::with_backing(Arc::new(background));
     dev.store(PmemAddr(0), &encode_superblock(geom), SITE_MKFS)?;
     dev.flush(PmemAddr(0), SB_BYTES as u64, FlushKind::Clwb, SITE_MKFS)?;

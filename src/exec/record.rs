@@ -58,7 +58,7 @@ pub struct FileLife {
     pub unlinked_at: Option<usize>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct RunRecord {
     /// Process-unique id of this record, naming it in oracle caches; never part of a result.
     #[serde(skip)]
@@ -67,6 +67,15 @@ pub struct RunRecord {
     pub events: Vec<DataEvent>,
     pub acks: Vec<Ack>,
 }
+
+/// Records are equal when their histories are; the cache id is not part of a record's value.
+impl PartialEq for RunRecord {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.files, &self.events, &self.acks) == (&other.files, &other.events, &other.acks)
+    }
+}
+
+impl Eq for RunRecord {}
 
 /// The verdict on one word found after recovery.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -58,6 +58,12 @@ impl Backing for Background {
             buf.fill(0);
             return;
         };
+        if addr % 8 == 0 && buf.len() % 8 == 0 {
+            for (i, chunk) in buf.chunks_exact_mut(8).enumerate() {
+                chunk.copy_from_slice(&word(addr + i as u64 * 8).to_le_bytes());
+            }
+            return;
+        }
         let mut pos = 0usize;
         while pos < buf.len() {
             let a = addr + pos as u64;
