@@ -1,7 +1,7 @@
 //! What a run leaves behind for the crash oracle: the history of every file word, with trace
 //! positions, and the acknowledgements of durability (DESIGN §6).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::daxfs::tag::Word;
 use crate::daxfs::{BlockNr, Ino};
@@ -100,31 +100,29 @@ pub struct FileHistory<'r> {
     /// Indexes of this file's zeroing events before the point.
     zeros: Vec<usize>,
     acks: Vec<&'r Ack>,
-    /// (version, block) of every write ever recorded: a block's earlier contents.
-    landed: &'r BTreeSet<(u32, u64)>,
+    /// Every write ever recorded, by (version, block): a block's earlier contents.
+    landed: &'r Landed,
 }
 
 const WORDS_PER_PAGE: u64 = crate::daxfs::BLOCK_BYTES / 8;
 
+/// (version, block) → (file id, first word, end word) of the writes that landed there.
+pub type Landed = BTreeMap<(u32, u64), Vec<(u32, u64, u64)>>;
+
 impl RunRecord {
-    /// (version, block) pairs of every write, for telling a block's old contents from foreign data.
-    pub fn landed(&self) -> BTreeSet<(u32, u64)> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                DataEvent::Write { version, block: Some(b), .. } => Some((*version, b.0)),
-                _ => None,
-            })
-            .collect()
+    /// Where every write landed, for telling a block's old contents from foreign data.
+    pub fn landed(&self) -> Landed {
+        let mut landed = Landed::new();
+        for e in &self.events {
+            if let DataEvent::Write { version, block: Some(b), file_id, lo, hi, .. } = e {
+                landed.entry((*version, b.0)).or_default().push((*file_id, *lo, *hi));
+            }
+        }
+        landed
     }
 
     /// The history of `file_id` as of crash point `point` (events whose stores began before it).
-    pub fn history<'r>(
-        &'r self,
-        file_id: u32,
-        point: usize,
-        landed: &'r BTreeSet<(u32, u64)>,
-    ) -> FileHistory<'r> {
+    pub fn history<'r>(&'r self, file_id: u32, point: usize, landed: &'r Landed) -> FileHistory<'r> {
         let mut by_page: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         let mut zeros = Vec::new();
         for (i, e) in self.events.iter().enumerate().filter(|(_, e)| e.file_id() == file_id && e.at() < point)
@@ -220,10 +218,15 @@ impl FileHistory<'_> {
                     _ => WordVerdict::Ok,
                 }
             }
-            Word::Data(t) => match block {
-                Some(b) if self.landed.contains(&(t.version, b.0)) => WordVerdict::Stale,
-                _ => WordVerdict::Foreign,
-            },
+            // Stale only if this very word of this block held that tag before: a write of that
+            // file and offset landed in this block at this position.
+            Word::Data(t) => {
+                let here = block.and_then(|b| self.landed.get(&(t.version, b.0))).is_some_and(|writes| {
+                    writes.iter().any(|&(f, lo, hi)| f == t.file_id && (lo..hi).contains(&t.word_off))
+                        && t.word_off % WORDS_PER_PAGE == word % WORDS_PER_PAGE
+                });
+                if here { WordVerdict::Stale } else { WordVerdict::Foreign }
+            }
             Word::Poison(_) | Word::Other(_) => WordVerdict::Stale,
         }
     }
