@@ -8,7 +8,7 @@ use crate::daxfs::fsck::fsck;
 use crate::daxfs::store::MetaStore;
 use crate::daxfs::tag::Word;
 use crate::daxfs::{BLOCK_BYTES, BlockNr, ExtentState, Ino};
-use crate::pmem::{Device, PmemAddr};
+use crate::pmem::Device;
 
 use super::record::{FileHistory, RunRecord, WordVerdict};
 
@@ -242,25 +242,14 @@ fn finding(
     }
 }
 
-/// A digest of the recovered logical state (metadata and file contents) for comparing
-/// recoveries (RecoveryNotIdempotent).
-pub fn fingerprint(store: &MetaStore, dev: &Device) -> u64 {
-    let mut h = crc32fast::Hasher::new();
-    let mut h2 = crc32fast::Hasher::new_with_initial(0x5bd1_e995);
+/// A digest of the recovered logical state, for comparing recoveries (RecoveryNotIdempotent).
+/// Metadata only: daxfs replay writes only metadata (the journal holds no data), so two
+/// recoveries of one crash image see the same data blocks and differ only if their metadata does.
+pub fn fingerprint(store: &MetaStore, _dev: &Device) -> u64 {
     let meta = format!("{:?}", store.meta());
-    h.update(meta.as_bytes());
+    let h = crc32fast::hash(meta.as_bytes());
+    let h2 = crc32fast::Hasher::new_with_initial(0x5bd1_e995);
+    let mut h2 = h2;
     h2.update(meta.as_bytes());
-    let mut buf = vec![0u8; BLOCK_BYTES as usize];
-    for inode in store.meta().inodes.iter().filter(|i| i.live) {
-        for e in inode.extents.iter().filter(|e| e.state == ExtentState::Written) {
-            for k in 0..e.len {
-                let addr: PmemAddr = store.geometry().block_addr(BlockNr(e.phys.0 + k));
-                if dev.read(addr, &mut buf).is_ok() {
-                    h.update(&buf);
-                    h2.update(&buf);
-                }
-            }
-        }
-    }
-    (u64::from(h.finalize()) << 32) | u64::from(h2.finalize())
+    (u64::from(h) << 32) | u64::from(h2.finalize())
 }

@@ -157,14 +157,15 @@ impl RunRecord {
 }
 
 impl FileHistory<'_> {
-    /// Events on `word`, ascending.
-    fn touching(&self, word: u64) -> impl DoubleEndedIterator<Item = (usize, &DataEvent)> + '_ {
-        let writes = self.by_page.get(&(word / WORDS_PER_PAGE)).map_or(&[][..], Vec::as_slice);
-        let mut all: Vec<usize> = writes.iter().copied().chain(self.zeros.iter().copied()).collect();
-        if !self.zeros.is_empty() {
-            all.sort_unstable();
-        }
-        all.into_iter().map(|i| (i, &self.events[i])).filter(move |(_, e)| e.covers(word))
+    /// Indexes of this file's writes covering `word`, ascending.
+    fn writes_on(&self, word: u64) -> impl DoubleEndedIterator<Item = usize> + '_ {
+        let page = self.by_page.get(&(word / WORDS_PER_PAGE)).map_or(&[][..], Vec::as_slice);
+        page.iter().copied().filter(move |&i| self.events[i].covers(word))
+    }
+
+    /// Indexes of this file's zeroing events covering `word`, ascending.
+    fn zeros_on(&self, word: u64) -> impl DoubleEndedIterator<Item = usize> + '_ {
+        self.zeros.iter().copied().filter(move |&i| self.events[i].covers(word))
     }
 
     /// Index of the newest event on `word` that an ack covers.
@@ -173,12 +174,9 @@ impl FileHistory<'_> {
             .iter()
             .filter(|a| a.lo <= word && word < a.hi)
             .filter_map(|a| {
-                self.touching(word)
-                    .rev()
-                    .find(|(i, e)| {
-                        *i < a.events_before && (!a.data_only || matches!(e, DataEvent::Write { .. }))
-                    })
-                    .map(|(i, _)| i)
+                let write = self.writes_on(word).rev().find(|&i| i < a.events_before);
+                let zero = if a.data_only { None } else { self.zeros_on(word).rev().find(|&i| i < a.events_before) };
+                write.max(zero)
             })
             .max()
     }
@@ -200,19 +198,17 @@ impl FileHistory<'_> {
             Word::Zero => match floor_version {
                 None => WordVerdict::Ok,
                 Some(acked_version) => {
-                    let zeroed_later = self
-                        .touching(word)
-                        .any(|(i, e)| Some(i) > floor && matches!(e, DataEvent::Zero { .. }));
+                    let zeroed_later = self.zeros_on(word).any(|i| Some(i) > floor);
                     if zeroed_later { WordVerdict::Ok } else { WordVerdict::Lost { acked_version } }
                 }
             },
             Word::Data(t) if t.file_id == file_id && t.word_off == word => {
                 let written = self
-                    .touching(word)
-                    .find(|(_, e)| matches!(e, DataEvent::Write { version, .. } if *version == t.version));
+                    .writes_on(word)
+                    .find(|&i| matches!(self.events[i], DataEvent::Write { version, .. } if version == t.version));
                 match (written, floor) {
                     (None, _) => WordVerdict::Foreign,
-                    (Some((i, _)), Some(f)) if i < f => {
+                    (Some(i), Some(f)) if i < f => {
                         WordVerdict::Lost { acked_version: floor_version.unwrap_or(0) }
                     }
                     _ => WordVerdict::Ok,
