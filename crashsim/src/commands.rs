@@ -73,7 +73,7 @@ fn run_input<T: Target>(t: &T, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let e = &args.explore;
     let cfg = crash_config(e);
     let report = explore_workload(t, &cfg, 0, &workload, None).context("run")?;
-    let src = ArtifactSource { seed: None, stream_seed: 0, kind, input: bytes };
+    let src = ArtifactSource { seed: None, stream_seed: 0, kind, input: bytes, hold_image: true };
     let mut seen = BTreeSet::new();
     let mut artifacts = Vec::new();
     for v in &report.violations {
@@ -146,7 +146,7 @@ pub fn minimize_command(args: &MinimizeArgs) -> anyhow::Result<ExitCode> {
         name.push("-min");
         args.dir.with_file_name(name)
     });
-    let m = with_manifest_target!(loaded, |t| artifact::minimize(t, &loaded, &out)?);
+    let m = with_manifest_target!(loaded, |t| artifact::minimize(t, &loaded, &out, !args.no_image)?);
     println!("minimized {} -> {} ({} explorations)", args.dir.display(), m.path.display(), m.runs);
     println!("{:<18} {:>8} {:>8}", "", "before", "after");
     println!("{:<18} {:>8} {:>8}", "operations", m.before.ops, m.after.ops);

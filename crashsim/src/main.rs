@@ -180,6 +180,9 @@ struct MinimizeArgs {
     /// Where to write the minimized artifact [default: DIR-min].
     #[arg(short = 'o', long = "out")]
     out: Option<PathBuf>,
+    /// Write no crash.img: a rebuild-only artifact, small enough to commit.
+    #[arg(long)]
+    no_image: bool,
 }
 
 #[derive(Args, Debug)]

@@ -42,7 +42,13 @@ pub struct Minimized {
 }
 
 /// Minimizes `loaded` on `target` and writes the result to `out` (a new artifact directory).
-pub fn minimize<T: Target>(target: &T, loaded: &Loaded, out: &Path) -> Result<Minimized, ArtifactError> {
+/// With `hold_image` false the result is rebuild-only (no `crash.img`).
+pub fn minimize<T: Target>(
+    target: &T,
+    loaded: &Loaded,
+    out: &Path,
+    hold_image: bool,
+) -> Result<Minimized, ArtifactError> {
     let m = &loaded.manifest;
     let class = m.class();
     let mut workload = workload_of(target, loaded)?;
@@ -72,7 +78,7 @@ pub fn minimize<T: Target>(target: &T, loaded: &Loaded, out: &Path) -> Result<Mi
     runs += 1;
     let trace_events = replay_run(target, &workload).map_err(ArtifactError::Replay)?.trace.len();
     let input = serde_json::to_vec_pretty(&workload).map_err(|e| ArtifactError::Replay(e.to_string()))?;
-    let src = ArtifactSource { seed: None, stream_seed: m.stream_seed, kind: InputKind::Json, input };
+    let src = ArtifactSource { seed: None, stream_seed: m.stream_seed, kind: InputKind::Json, input, hold_image };
     let (parent, name) = split_out(out)?;
     let path = write_artifact(target, &m.crash, &src, &workload, &violation, &parent, &name)?;
     Ok(Minimized {

@@ -63,6 +63,7 @@ pub struct Explanation {
     pub violation: Violation,
     pub workload: serde_json::Value,
     pub trace_events: usize,
+    pub crash_point: Option<usize>,
     pub window: Vec<EventLine>,
     pub pending_lines: usize,
     pub lines: Vec<LineFate>,
@@ -116,6 +117,7 @@ pub fn explain<T: Target>(target: &T, loaded: &Loaded) -> Result<Explanation, Ar
         violation: v.clone(),
         workload: m.workload.clone(),
         trace_events: replay.trace.len(),
+        crash_point: m.crash_point.map(|p| p.0),
         window,
         pending_lines,
         lines,
@@ -161,7 +163,10 @@ pub fn render_text(x: &Explanation) -> String {
             (Some(a), Some(l)) => format!("{a:#x}+{l}"),
             _ => String::new(),
         };
-        let _ = write!(s, "{mark}  #{:<6} {:<10} {:<16} {}\n", e.seq, e.op, range, e.site);
+        let _ = writeln!(s, "{mark}  #{:<6} {:<10} {:<16} {}", e.seq, e.op, range, e.site);
+    }
+    if x.crash_point == Some(x.trace_events) {
+        let _ = writeln!(s, "--- power cut here (end of the trace) ---");
     }
     if !x.lines.is_empty() {
         let _ = writeln!(s, "\npending units ({} cache lines pending; offending line first):", x.pending_lines);

@@ -26,12 +26,21 @@ pub struct ArtifactSource {
     pub stream_seed: u64,
     pub kind: InputKind,
     pub input: Vec<u8>,
+    /// Write `crash.img`; without it the artifact is rebuild-only (small enough to commit:
+    /// `repro` then judges the image rebuilt from the workload).
+    pub hold_image: bool,
 }
 
 impl ArtifactSource {
     /// A sweep seed: `input.bin` is the target's input for the seed.
     pub fn seed<T: Target>(target: &T, seed: u64) -> Self {
-        Self { seed: Some(seed), stream_seed: seed, kind: InputKind::Raw, input: target.input_for_seed(seed) }
+        Self {
+            seed: Some(seed),
+            stream_seed: seed,
+            kind: InputKind::Raw,
+            input: target.input_for_seed(seed),
+            hold_image: true,
+        }
     }
 }
 
@@ -52,7 +61,7 @@ pub fn write_artifact<T: Target>(
     let (image, persisted) = match (ev.crash_point, &ev.choice) {
         (Some(point), Some(choice)) => {
             let (state, view) = replay.view_at(crash.model, point, choice).map_err(ArtifactError::Replay)?;
-            (Some(view.materialize()), state.persisted(choice))
+            (src.hold_image.then(|| view.materialize()), state.persisted(choice))
         }
         _ => (None, Vec::new()),
     };
@@ -143,7 +152,8 @@ fn writer_site(v: &Violation) -> &str {
 pub fn artifact_name(seed: Option<u64>, v: &Violation) -> String {
     let site: String =
         writer_site(v).chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '.' }).collect();
-    let site = site.replace("..", ".");
+    let site = site.trim_matches('.').replace("..", ".");
+    let site = if site.is_empty() { "nosite".to_string() } else { site };
     match seed {
         Some(seed) => format!("seed{seed}-{}-{site}", v.class),
         None => format!("input-{}-{site}", v.class),
