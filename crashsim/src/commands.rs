@@ -26,8 +26,9 @@ macro_rules! with_manifest_target {
         let m = &$loaded.manifest;
         match m.target.as_str() {
             "daxfs" => {
-                let $t = &DaxfsTarget::from_config_json(&m.target_config)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", $loaded.dir.join(artifact::MANIFEST_FILE).display()))?;
+                let $t = &DaxfsTarget::from_config_json(&m.target_config).map_err(|e| {
+                    anyhow::anyhow!("{}: {e}", $loaded.dir.join(artifact::MANIFEST_FILE).display())
+                })?;
                 $body
             }
             "toylog" => {
@@ -38,7 +39,10 @@ macro_rules! with_manifest_target {
                 let $t = &ToyLog::broken();
                 $body
             }
-            other => anyhow::bail!("{}: unknown target `{other}`", $loaded.dir.join(artifact::MANIFEST_FILE).display()),
+            other => anyhow::bail!(
+                "{}: unknown target `{other}`",
+                $loaded.dir.join(artifact::MANIFEST_FILE).display()
+            ),
         }
     }};
 }
@@ -82,7 +86,8 @@ fn run_input<T: Target>(t: &T, args: &RunArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         let name = artifact_name(None, v);
-        artifacts.push(write_artifact(t, &cfg, &src, &workload, v, &e.out, &name).context("writing artifact")?);
+        artifacts
+            .push(write_artifact(t, &cfg, &src, &workload, v, &e.out, &name).context("writing artifact")?);
     }
     let artifacts: Vec<String> = artifacts.iter().map(|p| p.display().to_string()).collect();
     match e.format {
@@ -130,7 +135,8 @@ pub fn repro_command(args: &ReproArgs) -> anyhow::Result<ExitCode> {
                 "{}",
                 match report.image_identical {
                     Some(true) => "crash.img is byte-identical to the image rebuilt from input.bin",
-                    Some(false) => "WARNING: crash.img differs from the image rebuilt from input.bin (nondeterminism?)",
+                    Some(false) =>
+                        "WARNING: crash.img differs from the image rebuilt from input.bin (nondeterminism?)",
                     None => "no crash.img held (run-time violation or rebuild-only artifact)",
                 }
             );
@@ -178,7 +184,8 @@ fn read_summary(path: &PathBuf) -> anyhow::Result<SweepSummary> {
 pub fn merge_command(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     let parts = args.files.iter().map(read_summary).collect::<anyhow::Result<Vec<_>>>()?;
     let merged = merge_summaries(parts)?;
-    print_summary(&merged, args.format, |seed| format!("crashsim sweep --target {} --seeds {seed}..{}", merged.target, seed + 1))?;
+    print_summary(&merged, args.format, |seed| {
+        format!("crashsim sweep --target {} --seeds {seed}..{}", merged.target, seed + 1)
+    })?;
     Ok(summary_exit(&merged))
 }
-

@@ -441,7 +441,11 @@ fn print_text(s: &SweepSummary, repro: impl Fn(u64) -> String) {
         println!("  repro: {}", repro(v.seed));
     }
     for v in s.violations.iter().filter(|v| v.artifact.is_some()) {
-        println!("  artifact: {} ({}; crashsim repro {0})", v.artifact.as_deref().unwrap_or(""), v.violation.class);
+        println!(
+            "  artifact: {} ({}; crashsim repro {0})",
+            v.artifact.as_deref().unwrap_or(""),
+            v.violation.class
+        );
     }
     for e in &s.errors {
         println!("ERROR seed {}: {}", e.seed, e.message);

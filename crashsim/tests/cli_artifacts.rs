@@ -43,7 +43,17 @@ fn s(p: &Path) -> &str {
 #[test]
 fn sweep_writes_artifacts_that_repro_exits_1_and_bad_ones_exit_3() {
     let out = scratch("repro");
-    let run = crashsim(&["sweep", "--target", "toylog-broken", "--seeds", "0..4", "--format", "json", "--out", s(&out)]);
+    let run = crashsim(&[
+        "sweep",
+        "--target",
+        "toylog-broken",
+        "--seeds",
+        "0..4",
+        "--format",
+        "json",
+        "--out",
+        s(&out),
+    ]);
     assert_eq!(code(&run), 1);
     let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     let dir = summary["violations"][0]["artifact"].as_str().expect("artifact path in JSON").to_string();
@@ -64,7 +74,17 @@ fn sweep_writes_artifacts_that_repro_exits_1_and_bad_ones_exit_3() {
 #[test]
 fn union_of_shards_equals_the_unsharded_run() {
     let out = scratch("shards");
-    let base = ["sweep", "--target", "toylog-broken", "--seeds", "3..20", "--format", "json", "--max-artifacts", "0"];
+    let base = [
+        "sweep",
+        "--target",
+        "toylog-broken",
+        "--seeds",
+        "3..20",
+        "--format",
+        "json",
+        "--max-artifacts",
+        "0",
+    ];
     let whole = crashsim(&[&base[..], &["--out", s(&out.join("whole"))]].concat());
     let mut files = Vec::new();
     for i in 0..3 {
@@ -96,11 +116,23 @@ fn union_of_shards_equals_the_unsharded_run() {
 fn resume_after_sigkill_gives_the_uninterrupted_summary() {
     let out = scratch("resume");
     let args = |dir: &Path| -> Vec<String> {
-        ["sweep", "--seeds", "0..12", "--pmd-blocks", "8", "--jobs", "1", "--format", "json", "--max-artifacts", "0"]
-            .iter()
-            .map(|a| a.to_string())
-            .chain(["--out".to_string(), s(dir).to_string()])
-            .collect()
+        [
+            "sweep",
+            "--seeds",
+            "0..12",
+            "--pmd-blocks",
+            "8",
+            "--jobs",
+            "1",
+            "--format",
+            "json",
+            "--max-artifacts",
+            "0",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .chain(["--out".to_string(), s(dir).to_string()])
+        .collect()
     };
     let whole = bin().args(args(&out.join("whole"))).output().unwrap();
     let killed = out.join("killed");

@@ -10,8 +10,8 @@ use memmap2::Mmap;
 use crate::pmem::Backing;
 
 use super::{
-    ArtifactError, IMAGE_BYTES_MAX, IMAGE_FILE, INPUT_BYTES_MAX, INPUT_FILE, MANIFEST_BYTES_MAX, MANIFEST_FILE,
-    Manifest, decode_manifest,
+    ArtifactError, IMAGE_BYTES_MAX, IMAGE_FILE, INPUT_BYTES_MAX, INPUT_FILE, MANIFEST_BYTES_MAX,
+    MANIFEST_FILE, Manifest, decode_manifest,
 };
 
 /// A crash image mapped read-only: a [`Backing`] without a copy.
@@ -63,7 +63,9 @@ pub fn load(dir: &Path) -> Result<Loaded, ArtifactError> {
     }
     let image = match &manifest.image {
         None => None,
-        Some(info) => Some(std::sync::Arc::new(map_image(&dir.join(IMAGE_FILE), info.size_bytes, info.crc32)?)),
+        Some(info) => {
+            Some(std::sync::Arc::new(map_image(&dir.join(IMAGE_FILE), info.size_bytes, info.crc32)?))
+        }
     };
     Ok(Loaded { dir: dir.to_path_buf(), manifest, input, image })
 }

@@ -78,11 +78,16 @@ pub fn minimize<T: Target>(
     runs += 1;
     let trace_events = replay_run(target, &workload).map_err(ArtifactError::Replay)?.trace.len();
     let input = serde_json::to_vec_pretty(&workload).map_err(|e| ArtifactError::Replay(e.to_string()))?;
-    let src = ArtifactSource { seed: None, stream_seed: m.stream_seed, kind: InputKind::Json, input, hold_image };
+    let src =
+        ArtifactSource { seed: None, stream_seed: m.stream_seed, kind: InputKind::Json, input, hold_image };
     let (parent, name) = split_out(out)?;
     let path = write_artifact(target, &m.crash, &src, &workload, &violation, &parent, &name)?;
     Ok(Minimized {
-        before: Sizes { ops: m.workload_ops, trace_events: m.trace_events, persisted_units: m.persisted_count },
+        before: Sizes {
+            ops: m.workload_ops,
+            trace_events: m.trace_events,
+            persisted_units: m.persisted_count,
+        },
         after: Sizes {
             ops: target.workload_ops(&workload),
             trace_events,

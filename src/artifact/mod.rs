@@ -156,7 +156,8 @@ pub fn decode_manifest(path: &std::path::Path, bytes: &[u8]) -> Result<Manifest,
     let bad = |p: String| ArtifactError::corrupt(path, p);
     let wrapped: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| bad(format!("not JSON ({e}); truncated?")))?;
-    let crc = wrapped.get("crc32").and_then(serde_json::Value::as_u64).ok_or_else(|| bad("no crc32".into()))?;
+    let crc =
+        wrapped.get("crc32").and_then(serde_json::Value::as_u64).ok_or_else(|| bad("no crc32".into()))?;
     let value = wrapped.get("manifest").ok_or_else(|| bad("no manifest object".into()))?;
     let version = value.get("format_version").and_then(serde_json::Value::as_u64);
     let canonical = serde_json::to_vec(value).map_err(|e| bad(e.to_string()))?;

@@ -8,7 +8,7 @@ use crate::crash::{RecoveryCrash, Replay, judge_image, replay_run};
 use crate::pmem::{Backing, View};
 use crate::target::Target;
 
-use super::{ArtifactError, INPUT_FILE, IMAGE_FILE, InputKind, Loaded, MANIFEST_FILE};
+use super::{ArtifactError, IMAGE_FILE, INPUT_FILE, InputKind, Loaded, MANIFEST_FILE};
 
 /// What replaying an artifact found.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -42,7 +42,10 @@ pub fn workload_of<T: Target>(target: &T, loaded: &Loaded) -> Result<T::Workload
     .map_err(|e| ArtifactError::corrupt(&path, format!("bad workload: {e}")))?;
     let value = serde_json::to_value(&workload).map_err(|e| ArtifactError::Replay(e.to_string()))?;
     if value != m.workload {
-        return Err(ArtifactError::corrupt(&path, "decodes to a different workload than manifest.json records"));
+        return Err(ArtifactError::corrupt(
+            &path,
+            "decodes to a different workload than manifest.json records",
+        ));
     }
     Ok(workload)
 }
@@ -58,7 +61,9 @@ pub(super) fn rebuild<T: Target>(
     let manifest_path = loaded.dir.join(MANIFEST_FILE);
     let view = match (m.crash_point, &m.choice) {
         (None, _) => None,
-        (Some(_), None) => return Err(ArtifactError::corrupt(&manifest_path, "crash point without a choice")),
+        (Some(_), None) => {
+            return Err(ArtifactError::corrupt(&manifest_path, "crash point without a choice"));
+        }
         (Some(point), Some(choice)) => {
             let (_, view) = replay
                 .view_at(m.crash.model, point, choice)
@@ -82,8 +87,11 @@ pub fn repro<T: Target>(target: &T, loaded: &Loaded) -> Result<ReproReport, Arti
     let (image, image_identical): (Arc<dyn Backing>, Option<bool>) = match &loaded.image {
         Some(mapped) => {
             if mapped.size_bytes() != view.size_bytes() {
-                let problem =
-                    format!("{} bytes, but the target's device is {} bytes", mapped.size_bytes(), view.size_bytes());
+                let problem = format!(
+                    "{} bytes, but the target's device is {} bytes",
+                    mapped.size_bytes(),
+                    view.size_bytes()
+                );
                 return Err(ArtifactError::corrupt(&loaded.dir.join(IMAGE_FILE), problem));
             }
             let identical = same_bytes(&view, mapped.bytes());

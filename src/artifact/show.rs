@@ -101,8 +101,12 @@ pub fn explain<T: Target>(target: &T, loaded: &Loaded) -> Result<Explanation, Ar
             lines.push(LineFate { line: Some(l.line), units });
         }
         if !state.nt.is_empty() {
-            let units =
-                state.nt.iter().enumerate().map(|(k, u)| fate(u, choice.nt_mask.get(k) == Some(&true))).collect();
+            let units = state
+                .nt
+                .iter()
+                .enumerate()
+                .map(|(k, u)| fate(u, choice.nt_mask.get(k) == Some(&true)))
+                .collect();
             lines.push(LineFate { line: None, units });
         }
     }
@@ -139,11 +143,20 @@ fn window(trace: &Trace, center: usize, crash: bool) -> Vec<EventLine> {
         .map(|seq| {
             let e = trace.event(seq);
             let (addr, len) = match e.op {
-                Op::Store { addr, len, .. } | Op::StoreNt { addr, len, .. } => (Some(addr), Some(u64::from(len))),
+                Op::Store { addr, len, .. } | Op::StoreNt { addr, len, .. } => {
+                    (Some(addr), Some(u64::from(len)))
+                }
                 Op::Flush { addr, len, .. } => (Some(addr), Some(len)),
                 Op::Fence => (None, None),
             };
-            EventLine { seq, op: e.op.name().to_string(), addr, len, site: e.site.to_string(), crash_here: crash && seq == center }
+            EventLine {
+                seq,
+                op: e.op.name().to_string(),
+                addr,
+                len,
+                site: e.site.to_string(),
+                crash_here: crash && seq == center,
+            }
         })
         .collect()
 }
@@ -169,7 +182,8 @@ pub fn render_text(x: &Explanation) -> String {
         let _ = writeln!(s, "--- power cut here (end of the trace) ---");
     }
     if !x.lines.is_empty() {
-        let _ = writeln!(s, "\npending units ({} cache lines pending; offending line first):", x.pending_lines);
+        let _ =
+            writeln!(s, "\npending units ({} cache lines pending; offending line first):", x.pending_lines);
     }
     for l in &x.lines {
         let _ = match l.line {
@@ -179,7 +193,8 @@ pub fn render_text(x: &Explanation) -> String {
         for u in &l.units {
             let fate = if u.persisted { "PERSISTED" } else { "lost     " };
             let reading = u.reading.as_deref().unwrap_or("");
-            let _ = writeln!(s, "    {fate} {:#x} = {:#018x} (#{} {}) {reading}", u.addr, u.value, u.seq, u.site);
+            let _ =
+                writeln!(s, "    {fate} {:#x} = {:#018x} (#{} {}) {reading}", u.addr, u.value, u.seq, u.site);
         }
     }
     if let Some(w) = &x.offending_word {

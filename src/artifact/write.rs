@@ -74,7 +74,11 @@ pub fn write_artifact<T: Target>(
         crash: *crash,
         seed: src.seed,
         stream_seed: src.stream_seed,
-        input: InputInfo { kind: src.kind, size_bytes: src.input.len() as u64, crc32: crc32fast::hash(&src.input) },
+        input: InputInfo {
+            kind: src.kind,
+            size_bytes: src.input.len() as u64,
+            crc32: crc32fast::hash(&src.input),
+        },
         workload: serde_json::to_value(workload).map_err(|e| ArtifactError::Replay(e.to_string()))?,
         workload_ops: target.workload_ops(workload),
         trace_events: replay.trace.len(),

@@ -15,8 +15,8 @@ mod replay;
 pub use enumerate::{Strategy, choices, random_choice};
 pub use evidence::last_writer;
 pub use explore::{WorkloadReport, explore_seed, explore_workload};
-pub use replay::{RecoveryCrash, Replay, judge_image, replay_run};
 pub use guard::guarded;
+pub use replay::{RecoveryCrash, Replay, judge_image, replay_run};
 
 use crate::pmem::{Granularity, PersistenceModel};
 

@@ -47,7 +47,8 @@ impl<R> Replay<R> {
         choice: &Choice,
     ) -> Result<(CrashState, View), String> {
         let state = self.state_at(model, point);
-        let view = View::new(&state, choice).map_err(|e| format!("choice does not fit crash point {}: {e}", point.0))?;
+        let view = View::new(&state, choice)
+            .map_err(|e| format!("choice does not fit crash point {}: {e}", point.0))?;
         Ok((state, view))
     }
 }
@@ -87,7 +88,9 @@ pub fn judge_image<T: Target>(
         let trace = dev.trace();
         let at = CrashPoint(rc.point.0.min(trace.len()));
         let state = Tracker::state_at(trace, Arc::clone(dev.initial()), model, at);
-        state.check_choice(rc.choice).map_err(|e| format!("recovery choice does not fit recovery's trace: {e}"))?;
+        state
+            .check_choice(rc.choice)
+            .map_err(|e| format!("recovery choice does not fit recovery's trace: {e}"))?;
         found.extend(recover_again(target, &state, rc.choice, fingerprint));
     }
     Ok(found)

@@ -7,7 +7,9 @@
 
 mod results;
 
-pub use results::{Partition, PARTITIONS_MAX, RESULTS_FILE, RunOptions, merge_summaries, summary_from_results};
+pub use results::{
+    PARTITIONS_MAX, Partition, RESULTS_FILE, RunOptions, merge_summaries, summary_from_results,
+};
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -250,7 +252,6 @@ pub fn run_with<T: Target>(
     let fresh: Vec<SeedOutcome> =
         pool.install(|| todo.par_iter().map(|&seed| one_seed(target, &shared, seed)).collect());
     let stop_after = shared.stop_after.load(Ordering::SeqCst);
-    drop(shared);
     if let Some(e) = log.and_then(ResultsLog::into_error) {
         return Err(e);
     }
@@ -325,9 +326,11 @@ fn merge(header: &ResultsHeader, outcomes: Vec<SeedOutcome>, stop_after: u64) ->
                 s.crash_states += r.crash_states;
                 s.unique_states += r.unique_states;
                 s.recovery_crash_states += r.recovery_crash_states;
-                s.violations.extend(
-                    r.violations.into_iter().map(|violation| SweepViolation { seed, violation, artifact: None }),
-                );
+                s.violations.extend(r.violations.into_iter().map(|violation| SweepViolation {
+                    seed,
+                    violation,
+                    artifact: None,
+                }));
             }
             SeedOutcome::Failed(seed, message) if kept(seed) => {
                 s.errors.push(SeedError { seed, message });

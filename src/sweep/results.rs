@@ -95,7 +95,11 @@ fn results_error(path: &Path, problem: impl std::fmt::Display) -> SweepError {
 
 impl ResultsLog {
     /// Opens `path`: afresh (header written), or with `resume` reading back its finished seeds.
-    pub fn open(path: &Path, header: &ResultsHeader, resume: bool) -> Result<(Vec<SeedOutcome>, Self), SweepError> {
+    pub fn open(
+        path: &Path,
+        header: &ResultsHeader,
+        resume: bool,
+    ) -> Result<(Vec<SeedOutcome>, Self), SweepError> {
         let err = |e: std::io::Error| results_error(path, e);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(err)?;
@@ -142,13 +146,20 @@ impl ResultsLog {
 
 /// Reads a results file: its header and finished seeds. A torn last line is dropped and
 /// truncated away; with `expect`, the header must match it.
-fn read_results(path: &Path, expect: Option<&ResultsHeader>) -> Result<(ResultsHeader, Vec<SeedOutcome>), SweepError> {
+fn read_results(
+    path: &Path,
+    expect: Option<&ResultsHeader>,
+) -> Result<(ResultsHeader, Vec<SeedOutcome>), SweepError> {
     let err = |e| results_error(path, e);
     let mut text = String::new();
     File::open(path).and_then(|mut f| f.read_to_string(&mut text)).map_err(err)?;
     let complete_len = text.rfind('\n').map_or(0, |i| i + 1);
     if complete_len < text.len() && expect.is_some() {
-        OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(complete_len as u64)).map_err(err)?;
+        OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_len(complete_len as u64))
+            .map_err(err)?;
     }
     let mut lines = text[..complete_len].lines();
     let first = lines.next().ok_or_else(|| results_error(path, "empty: no header line"))?;
@@ -180,12 +191,17 @@ pub fn summary_from_results(path: &Path) -> Result<SweepSummary, SweepError> {
     let (header, mut done) = read_results(path, None)?;
     let have: std::collections::BTreeSet<u64> = done.iter().map(SeedOutcome::seed).collect();
     done.extend(
-        super::shard_seeds(header.seeds, header.partition).filter(|s| !have.contains(s)).map(SeedOutcome::Skipped),
+        super::shard_seeds(header.seeds, header.partition)
+            .filter(|s| !have.contains(s))
+            .map(SeedOutcome::Skipped),
     );
     done.sort_by_key(SeedOutcome::seed);
     let stop_after = done
         .iter()
-        .filter(|o| matches!(o, SeedOutcome::Failed(..)) || matches!(o, SeedOutcome::Explored(_, r) if !r.violations.is_empty()))
+        .filter(|o| {
+            matches!(o, SeedOutcome::Failed(..))
+                || matches!(o, SeedOutcome::Explored(_, r) if !r.violations.is_empty())
+        })
         .map(SeedOutcome::seed)
         .min()
         .unwrap_or(u64::MAX);

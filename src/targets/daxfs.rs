@@ -5,12 +5,12 @@
 
 use crate::check::{Violation, ViolationClass};
 use crate::daxfs::store::MetaStore;
+use crate::daxfs::tag::Word;
 use crate::exec::crash::{CrashClass, CrashFinding};
 use crate::exec::record::RunRecord;
 use crate::exec::{self, Finding, FindingClass, RunConfig};
 use crate::pmem::{CrashPoint, Device, PmemAddr};
 use crate::target::{RunOutcome, Target, TargetError};
-use crate::daxfs::tag::Word;
 use crate::workload::Workload;
 
 /// daxfs with a device geometry, mount options and enabled bugs.
