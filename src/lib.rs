@@ -2,6 +2,7 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view and the code map.
 
+pub mod artifact;
 pub mod check;
 pub mod crash;
 pub mod daxfs;

@@ -41,7 +41,7 @@ pub struct RunOutcome<R> {
 /// `RecoveryFailed` violation carrying the panic message.
 pub trait Target: Sync {
     /// The operations a run executes. Pure data: the same workload gives the same trace.
-    type Workload: Clone + std::fmt::Debug + Send + Sync + serde::Serialize;
+    type Workload: Clone + std::fmt::Debug + Send + Sync + serde::Serialize + serde::de::DeserializeOwned;
     /// What a run leaves for the crash oracle.
     type Record: Send + Sync;
     /// A recovered (mounted) instance.
@@ -84,4 +84,48 @@ pub trait Target: Sync {
     /// verdict, so the engine checks only the first; returning a constant is sound only if
     /// `check` ignores `point`.
     fn expectations_at(&self, record: &Self::Record, point: CrashPoint) -> u64;
+
+    // ---- Artifacts (DESIGN §9). Defaults make a target usable without them. ----
+
+    /// The raw input bytes seed `seed` stands for (an artifact's `input.bin`); decoding them
+    /// with [`Target::workload_from_bytes`] must give `workload_from_seed(seed)`.
+    fn input_for_seed(&self, seed: u64) -> Vec<u8> {
+        serde_json::to_vec(&self.workload_from_seed(seed)).expect("a workload serializes")
+    }
+
+    /// The workload raw input bytes decode to (a fuzz artifact or `input.bin`).
+    fn workload_from_bytes(&self, bytes: &[u8]) -> Result<Self::Workload, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+
+    /// Checks the bounds of a workload that did not come from the decoder (JSON, minimizer).
+    fn validate_workload(&self, _workload: &Self::Workload) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The target's options as JSON, for manifests; [`Target::bug_ids`] lists enabled bugs.
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// Enabled switchable bugs, by id.
+    fn bug_ids(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Size of a workload in operations (what the minimizer reports).
+    fn workload_ops(&self, _workload: &Self::Workload) -> usize {
+        0
+    }
+
+    /// Smaller variants of `workload` to try when minimizing, most aggressive first; each
+    /// must pass [`Target::validate_workload`]. Empty: the workload is not shrunk.
+    fn shrink(&self, _workload: &Self::Workload) -> Vec<Self::Workload> {
+        Vec::new()
+    }
+
+    /// A human reading of a media word, if the target's words are self-describing.
+    fn describe_word(&self, _value: u64) -> Option<String> {
+        None
+    }
 }

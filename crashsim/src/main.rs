@@ -2,18 +2,25 @@
 //!
 //! Exit codes (DESIGN §10): 0 clean, 1 violation found, 2 usage error, 3 internal or input error.
 
+mod commands;
+mod junit;
+
 use std::io::IsTerminal as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use crashsim::artifact::{ARTIFACTS_DEFAULT, ARTIFACTS_MAX, write_sweep_artifacts};
 use crashsim::crash::{CrashConfig, STATES_PER_POINT_DEFAULT, STATES_PER_POINT_MAX, Strategy};
 use crashsim::daxfs::bugs::{BugSet, CATALOGUE};
 use crashsim::daxfs::fs::AllocPolicy;
 use crashsim::exec::RunConfig;
 use crashsim::pmem::{Granularity, PersistenceModel};
-use crashsim::sweep::{self, JOBS_MAX, Progress, SeedRange, SweepConfig, SweepSummary};
+use crashsim::sweep::{
+    self, JOBS_MAX, Partition, Progress, RESULTS_FILE, RunOptions, SeedRange, SweepConfig, SweepSummary,
+};
 use crashsim::target::Target;
 use crashsim::targets::daxfs::DaxfsTarget;
 use crashsim::targets::toylog::ToyLog;
@@ -34,6 +41,16 @@ enum Command {
     Sweep(SweepArgs),
     /// List the switchable daxfs bugs.
     Bugs(BugsArgs),
+    /// Explore one workload (input.bin, a fuzz artifact or a JSON workload) through all its crash states.
+    Run(RunArgs),
+    /// Replay an artifact: re-judge crash.img and rebuild it from input.bin (exit 1 if reproduced).
+    Repro(ReproArgs),
+    /// Shrink an artifact's workload and persisted set while the violation class still holds.
+    Minimize(MinimizeArgs),
+    /// Explain an artifact: workload, trace around the crash point, persisted/lost units, words.
+    Show(ShowArgs),
+    /// Combine shard summaries (JSON) or results.jsonl files into one summary.
+    Merge(MergeArgs),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -50,6 +67,7 @@ enum TargetName {
 enum Format {
     Text,
     Json,
+    Junit,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -77,14 +95,12 @@ enum PolicyArg {
     UnwrittenEndIo,
 }
 
+/// What runs and how it is crashed: shared by `sweep` and `run`.
 #[derive(Args, Debug)]
-struct SweepArgs {
+struct ExploreArgs {
     /// System under test.
     #[arg(long, value_enum, default_value_t = TargetName::Daxfs)]
     target: TargetName,
-    /// Seed range A..B (half-open).
-    #[arg(long, default_value = "0..100", value_parser = parse_seeds)]
-    seeds: SeedRange,
     /// Persistence model.
     #[arg(long, value_enum, default_value_t = ModelArg::Adr)]
     model: ModelArg,
@@ -106,17 +122,83 @@ struct SweepArgs {
     /// daxfs PMD size in 4 KiB blocks (power of two; default 512 = 2 MiB, the faithful size).
     #[arg(long, value_parser = parse_pmd_blocks)]
     pmd_blocks: Option<u64>,
+    /// Stop at the first violation.
+    #[arg(long)]
+    fail_fast: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Directory for artifacts (and the sweep's results.jsonl).
+    #[arg(long, default_value = "crashsim-artifacts")]
+    out: PathBuf,
+    /// Artifacts written at most (one per distinct class and call site).
+    #[arg(long, default_value_t = ARTIFACTS_DEFAULT, value_parser = parse_max_artifacts)]
+    max_artifacts: usize,
+}
+
+#[derive(Args, Debug)]
+struct SweepArgs {
+    #[command(flatten)]
+    explore: ExploreArgs,
+    /// Seed range A..B (half-open).
+    #[arg(long, default_value = "0..100", value_parser = parse_seeds)]
+    seeds: SeedRange,
     /// Worker threads [default: available cores].
     #[arg(long, value_parser = parse_jobs)]
     jobs: Option<usize>,
     /// Start no new seed after this long (e.g. 30s, 5m, 1h).
     #[arg(long, value_parser = parse_duration)]
     budget: Option<Duration>,
-    /// Stop at the first violation.
+    /// Run only shard I of N: the seeds s with (s - A) % N == I.
+    #[arg(long, value_name = "slice:I/N", value_parser = parse_partition)]
+    partition: Option<Partition>,
+    /// Continue a killed sweep from OUT/results.jsonl (same options required).
     #[arg(long)]
-    fail_fast: bool,
-    /// Output format.
+    resume: bool,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    explore: ExploreArgs,
+    /// input.bin, a fuzz artifact (raw bytes) or a JSON workload.
+    input: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct ReproArgs {
+    /// Artifact directory.
+    dir: PathBuf,
     #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Args, Debug)]
+struct MinimizeArgs {
+    /// Artifact directory.
+    dir: PathBuf,
+    /// Where to write the minimized artifact [default: DIR-min].
+    #[arg(short = 'o', long = "out")]
+    out: Option<PathBuf>,
+    /// Write no crash.img: a rebuild-only artifact, small enough to commit.
+    #[arg(long)]
+    no_image: bool,
+}
+
+#[derive(Args, Debug)]
+struct ShowArgs {
+    /// Artifact directory.
+    dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Args, Debug)]
+struct MergeArgs {
+    /// Shard summaries (`sweep --format json` output) or results.jsonl files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
 }
 
@@ -163,25 +245,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Sweep(args) => sweep_command(&args),
         Command::Bugs(args) => bugs_command(&args),
+        Command::Run(args) => commands::run_command(&args),
+        Command::Repro(args) => commands::repro_command(&args),
+        Command::Minimize(args) => commands::minimize_command(&args),
+        Command::Show(args) => commands::show_command(&args),
+        Command::Merge(args) => commands::merge_command(&args),
     }
 }
 
-/// One match arm per target; daxfs plugs in here as one more arm.
+/// Calls `$body` with `$t` bound to the target `$args` (an `ExploreArgs`) selects.
+macro_rules! with_target {
+    ($args:expr, |$t:ident| $body:expr) => {
+        match $args.target {
+            TargetName::Daxfs => {
+                let $t = &daxfs_target($args)?;
+                $body
+            }
+            TargetName::Toylog => {
+                reject_daxfs_options($args)?;
+                let $t = &ToyLog::fixed();
+                $body
+            }
+            TargetName::ToylogBroken => {
+                reject_daxfs_options($args)?;
+                let $t = &ToyLog::broken();
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_target;
+
 fn sweep_command(args: &SweepArgs) -> anyhow::Result<ExitCode> {
-    match args.target {
-        TargetName::Daxfs => sweep_target(&daxfs_target(args)?, args),
-        TargetName::Toylog => {
-            reject_daxfs_options(args)?;
-            sweep_target(&ToyLog::fixed(), args)
-        }
-        TargetName::ToylogBroken => {
-            reject_daxfs_options(args)?;
-            sweep_target(&ToyLog::broken(), args)
-        }
-    }
+    with_target!(&args.explore, |t| sweep_target(t, args))
 }
 
-fn daxfs_target(args: &SweepArgs) -> anyhow::Result<DaxfsTarget> {
+fn daxfs_target(args: &ExploreArgs) -> anyhow::Result<DaxfsTarget> {
     let mut config = RunConfig::default();
     match args.policy {
         None => config.policy_per_workload = true,
@@ -195,7 +294,7 @@ fn daxfs_target(args: &SweepArgs) -> anyhow::Result<DaxfsTarget> {
     Ok(DaxfsTarget::new(config))
 }
 
-fn reject_daxfs_options(args: &SweepArgs) -> anyhow::Result<()> {
+fn reject_daxfs_options(args: &ExploreArgs) -> anyhow::Result<()> {
     if args.policy.is_some() || !args.bugs.is_empty() || args.pmd_blocks.is_some() {
         return Err(UsageError(format!(
             "--policy and --bug configure daxfs; target {:?} takes neither",
@@ -208,6 +307,16 @@ fn reject_daxfs_options(args: &SweepArgs) -> anyhow::Result<()> {
 
 fn sweep_target<T: Target>(target: &T, args: &SweepArgs) -> anyhow::Result<ExitCode> {
     let cfg = sweep_config(args);
+    let e = &args.explore;
+    if args.resume && args.budget.is_some() {
+        // Allowed, but say what a resumed budget means.
+        eprintln!("crashsim: note: --budget counts from the resume, not from the first start");
+    }
+    let opts = RunOptions {
+        partition: args.partition,
+        results: Some(e.out.join(RESULTS_FILE)),
+        resume: args.resume,
+    };
     let bar = progress_bar(cfg.seeds.len());
     let report = |p: Progress| {
         if let Some(bar) = &bar {
@@ -215,24 +324,41 @@ fn sweep_target<T: Target>(target: &T, args: &SweepArgs) -> anyhow::Result<ExitC
             bar.set_message(format!("{} violations", p.violations));
         }
     };
-    let summary = sweep::run(target, &cfg, &report).context("sweep")?;
+    let mut summary = sweep::run_with(target, &cfg, &opts, &report).context("sweep")?;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    match args.format {
+    write_sweep_artifacts(target, &mut summary, &e.out, e.max_artifacts).context("writing artifacts")?;
+    print_summary(&summary, e.format, |seed| repro_command(&summary, e, seed))?;
+    Ok(summary_exit(&summary))
+}
+
+/// Prints a summary in `format`; `repro` gives the one-line command for a seed (text only).
+pub(crate) fn print_summary(
+    summary: &SweepSummary,
+    format: Format,
+    repro: impl Fn(u64) -> String,
+) -> anyhow::Result<()> {
+    match format {
         Format::Json => {
-            println!("{}", serde_json::to_string_pretty(&summary).context("encoding the summary")?)
+            println!("{}", serde_json::to_string_pretty(summary).context("encoding the summary")?)
         }
-        Format::Text => print_text(&summary, args),
+        Format::Junit => println!("{}", junit::report(summary).context("encoding JUnit")?),
+        Format::Text => print_text(summary, repro),
     }
-    Ok(ExitCode::from(match (summary.errors.is_empty(), summary.violations.is_empty()) {
+    Ok(())
+}
+
+/// 3 if a seed could not run, 1 if a violation was found, else 0.
+pub(crate) fn summary_exit(summary: &SweepSummary) -> ExitCode {
+    ExitCode::from(match (summary.errors.is_empty(), summary.violations.is_empty()) {
         (false, _) => 3,
         (true, false) => 1,
         (true, true) => 0,
-    }))
+    })
 }
 
-fn sweep_config(args: &SweepArgs) -> SweepConfig {
+pub(crate) fn crash_config(args: &ExploreArgs) -> CrashConfig {
     let model = match args.model {
         ModelArg::Adr => PersistenceModel::Adr,
         ModelArg::Eadr => PersistenceModel::Eadr,
@@ -246,7 +372,7 @@ fn sweep_config(args: &SweepArgs) -> SweepConfig {
         StrategyArg::Exhaustive => Strategy::Exhaustive,
         StrategyArg::Bounded => Strategy::Bounded,
     };
-    let crash = CrashConfig {
+    CrashConfig {
         model,
         granularity,
         strategy,
@@ -258,9 +384,13 @@ fn sweep_config(args: &SweepArgs) -> SweepConfig {
             CrashConfig::default().violations_per_workload
         },
         ..CrashConfig::default()
-    };
+    }
+}
+
+fn sweep_config(args: &SweepArgs) -> SweepConfig {
+    let crash = crash_config(&args.explore);
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    SweepConfig { seeds: args.seeds, crash, jobs, budget: args.budget, fail_fast: args.fail_fast }
+    SweepConfig { seeds: args.seeds, crash, jobs, budget: args.budget, fail_fast: args.explore.fail_fast }
 }
 
 fn progress_bar(seeds: u64) -> Option<indicatif::ProgressBar> {
@@ -277,10 +407,11 @@ fn progress_bar(seeds: u64) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-fn print_text(s: &SweepSummary, args: &SweepArgs) {
+fn print_text(s: &SweepSummary, repro: impl Fn(u64) -> String) {
     let c = &s.config;
+    let shard = s.partition.map(|p| format!(" ({p})")).unwrap_or_default();
     println!(
-        "sweep {} seeds {}: model {}, crash points {}, strategy {}, {} states/point",
+        "sweep {} seeds {}{shard}: model {}, crash points {}, strategy {}, {} states/point",
         s.target,
         s.seeds,
         c.model,
@@ -307,7 +438,14 @@ fn print_text(s: &SweepSummary, args: &SweepArgs) {
         let more = s.violations[i..].iter().take_while(|w| w.seed == v.seed).count() - 1;
         let more = if more > 0 { format!(" (+{more} more)") } else { String::new() };
         println!("VIOLATION seed {}: {}{more}", v.seed, v.violation);
-        println!("  repro: {}", repro_command(s, args, v.seed));
+        println!("  repro: {}", repro(v.seed));
+    }
+    for v in s.violations.iter().filter(|v| v.artifact.is_some()) {
+        println!(
+            "  artifact: {} ({}; crashsim repro {0})",
+            v.artifact.as_deref().unwrap_or(""),
+            v.violation.class
+        );
     }
     for e in &s.errors {
         println!("ERROR seed {}: {}", e.seed, e.message);
@@ -317,7 +455,7 @@ fn print_text(s: &SweepSummary, args: &SweepArgs) {
 }
 
 /// The one-line command that re-runs just `seed` with the same options.
-fn repro_command(s: &SweepSummary, args: &SweepArgs, seed: u64) -> String {
+fn repro_command(s: &SweepSummary, args: &ExploreArgs, seed: u64) -> String {
     let c = &s.config;
     let granularity = granularity_name(c.granularity);
     let mut cmd = format!(
@@ -335,6 +473,9 @@ fn repro_command(s: &SweepSummary, args: &SweepArgs, seed: u64) -> String {
     for bug in &args.bugs {
         cmd.push_str(&format!(" --bug {bug}"));
     }
+    if let Some(pmd) = args.pmd_blocks {
+        cmd.push_str(&format!(" --pmd-blocks {pmd}"));
+    }
     cmd
 }
 
@@ -347,6 +488,7 @@ fn granularity_name(g: Granularity) -> &'static str {
 
 fn bugs_command(args: &BugsArgs) -> anyhow::Result<ExitCode> {
     match args.format {
+        Format::Junit => return Err(UsageError("bugs prints text or json".to_string()).into()),
         Format::Json => {
             let rows: Vec<serde_json::Value> = CATALOGUE
                 .iter()
@@ -365,6 +507,17 @@ fn bugs_command(args: &BugsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_partition(s: &str) -> Result<Partition, String> {
+    s.parse::<Partition>().map_err(|e| e.to_string())
+}
+
+fn parse_max_artifacts(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n <= ARTIFACTS_MAX => Ok(n),
+        _ => Err(format!("max artifacts must be an integer in 0..={ARTIFACTS_MAX}")),
+    }
 }
 
 fn parse_seeds(s: &str) -> Result<SeedRange, String> {

@@ -6,7 +6,7 @@
 //! allowed); the crash engine fills where the power cut was and which stores made the offending
 //! bytes (crash point, last writer, persisted and lost units).
 
-use crate::pmem::{CrashPoint, PmemAddr};
+use crate::pmem::{Choice, CrashPoint, PmemAddr};
 
 /// What went wrong. Exactly the classes of DESIGN §6.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -102,6 +102,13 @@ pub struct CrashEvidence {
     /// Total pending units that persisted / were lost at this crash state.
     pub persisted_count: usize,
     pub lost_count: usize,
+    /// Which pending units persisted at `crash_point`: with the workload, enough to rebuild
+    /// the crash image exactly (artifacts, `crashsim repro`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<Choice>,
+    /// The same for the crash inside recovery, against recovery's own trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_choice: Option<Choice>,
 }
 
 /// One oracle verdict against the system under test.

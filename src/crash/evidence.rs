@@ -16,6 +16,7 @@ pub fn attach_crash(v: &mut Violation, trace: &Trace, state: &CrashState, choice
     e.persisted = notes(trace, &persisted, v.addr);
     e.lost = notes(trace, &lost, v.addr);
     e.last_writer = v.addr.and_then(|a| last_writer(trace, state.point, a));
+    e.choice = Some(choice.clone());
 }
 
 /// Fills the evidence of a run-time violation: the last store to its address in the whole run.
@@ -40,7 +41,7 @@ fn notes(trace: &Trace, units: &[Unit], addr: Option<PmemAddr>) -> Vec<UnitNote>
 }
 
 /// The last store before `point` whose bytes cover `addr`.
-fn last_writer(trace: &Trace, point: CrashPoint, addr: PmemAddr) -> Option<EventNote> {
+pub fn last_writer(trace: &Trace, point: CrashPoint, addr: PmemAddr) -> Option<EventNote> {
     let events = &trace.events()[..point.0.min(trace.len())];
     let (seq, event) = events.iter().enumerate().rev().find(|(_, e)| match e.op {
         Op::Store { addr: a, len, .. } | Op::StoreNt { addr: a, len, .. } => {

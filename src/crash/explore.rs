@@ -10,6 +10,7 @@ use crate::target::{Target, TargetError};
 use rand::RngExt as _;
 
 use super::evidence::{attach_crash, attach_run_time};
+use super::replay::replay_run;
 use super::{CrashConfig, ImageMode, choices, guarded, random_choice};
 
 /// What exploring one workload found. Counts are deterministic for a seed and a config.
@@ -32,19 +33,42 @@ pub fn explore_seed<T: Target>(
     cfg: &CrashConfig,
     seed: u64,
 ) -> Result<WorkloadReport, TargetError> {
-    let workload = target.workload_from_seed(seed);
-    let mut dev = target.format()?;
-    let outcome = guarded(|| target.run(&workload, &mut dev).map_err(|e| e.to_string()))
-        .map_err(|msg| TargetError::Other(format!("run of seed {seed}: {msg}")))?;
-    let (initial, _, trace) = dev.into_parts();
+    explore_workload(target, cfg, seed, &target.workload_from_seed(seed), None)
+}
+
+/// Runs `workload` on a fresh image and explores its crash states; `stream_seed` seeds the
+/// random choices (a sweep passes the workload's seed). With `only`, violations of other classes
+/// are dropped and exploration stops at the first one of class `only` (the minimizer's test).
+pub fn explore_workload<T: Target>(
+    target: &T,
+    cfg: &CrashConfig,
+    stream_seed: u64,
+    workload: &T::Workload,
+    only: Option<ViolationClass>,
+) -> Result<WorkloadReport, TargetError> {
+    let replay = replay_run(target, workload)
+        .map_err(|e| TargetError::Other(format!("run of seed {stream_seed}: {e}")))?;
     let mut report = WorkloadReport::default();
-    for mut v in outcome.violations {
-        attach_run_time(&mut v, &trace);
+    for mut v in replay.run_violations {
+        attach_run_time(&mut v, &replay.trace);
         report.violations.push(v);
     }
-    let mut explorer =
-        Explorer { target, cfg, seed, trace: &trace, record: &outcome.record, seen: BTreeSet::new(), report };
-    explorer.explore(initial);
+    let cfg = match only {
+        Some(_) => CrashConfig { violations_per_workload: 1, ..*cfg },
+        None => *cfg,
+    };
+    report.violations.retain(|v| only.is_none_or(|c| v.class == c));
+    let mut explorer = Explorer {
+        target,
+        cfg: &cfg,
+        seed: stream_seed,
+        trace: &replay.trace,
+        record: &replay.record,
+        seen: BTreeSet::new(),
+        only,
+        report,
+    };
+    explorer.explore(replay.initial);
     let mut report = explorer.report;
     report.violations.truncate(cfg.violations_per_workload);
     Ok(report)
@@ -58,6 +82,8 @@ struct Explorer<'a, T: Target> {
     record: &'a T::Record,
     /// (state hash, expectations digest) of every state checked, across crash points.
     seen: BTreeSet<(u128, u64)>,
+    /// Keep only violations of this class.
+    only: Option<ViolationClass>,
     report: WorkloadReport,
 }
 
@@ -96,6 +122,7 @@ impl<T: Target> Explorer<'_, T> {
             let sample = checked < self.cfg.recovery_crash.states_per_point;
             checked += 1;
             let mut found = self.examine(state.point, view, sample.then_some(&mut recovery_rng));
+            found.retain(|v| self.only.is_none_or(|c| v.class == c));
             for v in &mut found {
                 attach_crash(v, self.trace, state, &choice);
             }
@@ -154,36 +181,43 @@ impl<T: Target> Explorer<'_, T> {
                 if previous == Some(point) { random_choice(&state, rng) } else { state.choice_all() };
             previous = Some(point);
             self.report.recovery_crash_states += 1;
-            if let Some(v) = self.recover_again(&state, &choice, clean) {
+            if let Some(v) = recover_again(self.target, &state, &choice, clean) {
                 return Some(v);
             }
         }
         None
     }
+}
 
-    fn recover_again(&self, state: &CrashState, choice: &Choice, clean: u64) -> Option<Violation> {
-        let view = View::new(state, choice).expect("choice fits its recovery crash state");
-        let mut dev = Device::with_backing(Arc::new(view));
-        let target = self.target;
-        let again = guarded(|| {
-            let mounted = target.recover(&mut dev)?;
-            Ok(target.fingerprint(&mounted, &dev))
-        });
-        let mut v = match again {
-            Ok(fp) if fp == clean => return None,
-            Ok(fp) => Violation::new(
-                ViolationClass::RecoveryNotIdempotent,
-                "a crash inside recovery, then recovery, differs from one clean recovery",
-            )
-            .found_allowed(format!("fingerprint {fp:#018x}"), format!("fingerprint {clean:#018x}")),
-            Err(msg) => Violation::new(
-                ViolationClass::RecoveryFailed,
-                format!("recovery after a crash inside recovery failed: {msg}"),
-            ),
-        };
-        v.evidence.recovery_crash_point = Some(state.point);
-        Some(v)
-    }
+/// Recovers `choice` of a crash state of recovery's own trace and compares the fingerprint
+/// with the clean recovery's; `None` if equal.
+pub(super) fn recover_again<T: Target>(
+    target: &T,
+    state: &CrashState,
+    choice: &Choice,
+    clean: u64,
+) -> Option<Violation> {
+    let view = View::new(state, choice).expect("choice fits its recovery crash state");
+    let mut dev = Device::with_backing(Arc::new(view));
+    let again = guarded(|| {
+        let mounted = target.recover(&mut dev)?;
+        Ok(target.fingerprint(&mounted, &dev))
+    });
+    let mut v = match again {
+        Ok(fp) if fp == clean => return None,
+        Ok(fp) => Violation::new(
+            ViolationClass::RecoveryNotIdempotent,
+            "a crash inside recovery, then recovery, differs from one clean recovery",
+        )
+        .found_allowed(format!("fingerprint {fp:#018x}"), format!("fingerprint {clean:#018x}")),
+        Err(msg) => Violation::new(
+            ViolationClass::RecoveryFailed,
+            format!("recovery after a crash inside recovery failed: {msg}"),
+        ),
+    };
+    v.evidence.recovery_crash_point = Some(state.point);
+    v.evidence.recovery_choice = Some(choice.clone());
+    Some(v)
 }
 
 /// A full device-size copy of one crash state (the benchmark baseline).

@@ -10,10 +10,13 @@ mod enumerate;
 mod evidence;
 mod explore;
 mod guard;
+mod replay;
 
 pub use enumerate::{Strategy, choices, random_choice};
-pub use explore::{WorkloadReport, explore_seed};
+pub use evidence::last_writer;
+pub use explore::{WorkloadReport, explore_seed, explore_workload};
 pub use guard::guarded;
+pub use replay::{RecoveryCrash, Replay, judge_image, replay_run};
 
 use crate::pmem::{Granularity, PersistenceModel};
 

@@ -5,6 +5,13 @@
 //! smallest failing seed, and drops their results). The time budget is the one wall-clock input
 //! and lives here, never in the model: a sweep cut short says so (`complete: false`).
 
+mod results;
+
+pub use results::{
+    PARTITIONS_MAX, Partition, RESULTS_FILE, RunOptions, merge_summaries, summary_from_results,
+};
+
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -13,6 +20,8 @@ use rayon::prelude::*;
 use crate::check::Violation;
 use crate::crash::{CrashConfig, STATES_PER_POINT_MAX, WorkloadReport, explore_seed};
 use crate::target::Target;
+
+use results::{ResultsHeader, ResultsLog};
 
 /// Bound on seeds per sweep.
 pub const SEEDS_MAX: u64 = 1 << 32;
@@ -81,6 +90,12 @@ pub enum SweepError {
     BadStatesPerPoint(usize),
     #[error("cannot start the worker pool: {0}")]
     ThreadPool(String),
+    #[error("bad partition `{0}`: expected slice:I/N with I < N <= {PARTITIONS_MAX}")]
+    BadPartition(String),
+    #[error("{path}: {problem}")]
+    Results { path: String, problem: String },
+    #[error("cannot merge: {0}")]
+    Merge(String),
 }
 
 /// Reported after each seed finishes (from worker threads).
@@ -97,6 +112,9 @@ pub struct SweepViolation {
     pub seed: u64,
     #[serde(flatten)]
     pub violation: Violation,
+    /// The artifact directory written for it (one per distinct class and call site).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
 }
 
 /// A seed the target could not run (harness or input problem, not a violation).
@@ -127,12 +145,26 @@ pub struct SweepSummary {
     pub errors: Vec<SeedError>,
     pub elapsed_s: f64,
     pub states_per_s: f64,
+    /// The shard this summary covers (`--partition`); `None` for a whole range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<Partition>,
+    /// Seeds of the range (or shard) not explored, ascending.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<u64>,
 }
 
 enum SeedOutcome {
     Explored(u64, WorkloadReport),
     Failed(u64, String),
-    Skipped,
+    Skipped(u64),
+}
+
+impl SeedOutcome {
+    fn seed(&self) -> u64 {
+        match self {
+            Self::Explored(s, _) | Self::Failed(s, _) | Self::Skipped(s) => *s,
+        }
+    }
 }
 
 impl SweepConfig {
@@ -160,6 +192,7 @@ struct Shared<'a> {
     done: AtomicU64,
     violations: AtomicU64,
     progress: &'a (dyn Fn(Progress) + Sync),
+    log: Option<&'a ResultsLog>,
 }
 
 /// Explores every seed of `cfg.seeds` on `target`; `progress` is called after each seed.
@@ -168,29 +201,72 @@ pub fn run<T: Target>(
     cfg: &SweepConfig,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<SweepSummary, SweepError> {
+    run_with(target, cfg, &RunOptions::default(), progress)
+}
+
+/// [`run`] over one shard, recording each finished seed in a results file (and, with
+/// `resume`, skipping the seeds it already holds).
+pub fn run_with<T: Target>(
+    target: &T,
+    cfg: &SweepConfig,
+    opts: &RunOptions,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<SweepSummary, SweepError> {
     cfg.validate()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.jobs)
         .build()
         .map_err(|e| SweepError::ThreadPool(e.to_string()))?;
     let start = Instant::now();
+    let header = ResultsHeader {
+        target: target.name().to_string(),
+        seeds: cfg.seeds,
+        partition: opts.partition,
+        config: cfg.crash,
+        fail_fast: cfg.fail_fast,
+    };
+    let (mut done, log) = match &opts.results {
+        Some(path) => {
+            let (done, log) = ResultsLog::open(path, &header, opts.resume)?;
+            (done, Some(log))
+        }
+        None => (Vec::new(), None),
+    };
+    let stop_after = done
+        .iter()
+        .filter(|o| !matches!(o, SeedOutcome::Explored(_, r) if r.violations.is_empty()))
+        .map(SeedOutcome::seed)
+        .min()
+        .unwrap_or(u64::MAX);
     let shared = Shared {
         cfg,
         deadline: cfg.budget.map(|b| start + b),
-        stop_after: AtomicU64::new(u64::MAX),
-        done: AtomicU64::new(0),
+        stop_after: AtomicU64::new(stop_after),
+        done: AtomicU64::new(done.len() as u64),
         violations: AtomicU64::new(0),
         progress,
+        log: log.as_ref(),
     };
-    let count = usize::try_from(cfg.seeds.len()).map_err(|_| SweepError::BadSeeds(cfg.seeds.to_string()))?;
-    let outcomes: Vec<SeedOutcome> = pool.install(|| {
-        (0..count).into_par_iter().map(|i| one_seed(target, &shared, cfg.seeds.start + i as u64)).collect()
-    });
-    let mut summary = merge(target.name(), cfg, outcomes, shared.stop_after.load(Ordering::SeqCst));
+    let finished: BTreeSet<u64> = done.iter().map(SeedOutcome::seed).collect();
+    let todo: Vec<u64> = shard_seeds(cfg.seeds, opts.partition).filter(|s| !finished.contains(s)).collect();
+    let fresh: Vec<SeedOutcome> =
+        pool.install(|| todo.par_iter().map(|&seed| one_seed(target, &shared, seed)).collect());
+    let stop_after = shared.stop_after.load(Ordering::SeqCst);
+    if let Some(e) = log.and_then(ResultsLog::into_error) {
+        return Err(e);
+    }
+    done.extend(fresh);
+    done.sort_by_key(SeedOutcome::seed);
+    let mut summary = merge(&header, done, stop_after);
     summary.elapsed_s = start.elapsed().as_secs_f64();
     summary.states_per_s =
         if summary.elapsed_s > 0.0 { summary.crash_states as f64 / summary.elapsed_s } else { 0.0 };
     Ok(summary)
+}
+
+/// The seeds of `range` in shard `partition`, ascending.
+pub fn shard_seeds(range: SeedRange, partition: Option<Partition>) -> impl Iterator<Item = u64> {
+    (range.start..range.end).filter(move |s| partition.is_none_or(|p| (s - range.start) % p.count == p.index))
 }
 
 fn one_seed<T: Target>(target: &T, shared: &Shared<'_>, seed: u64) -> SeedOutcome {
@@ -198,7 +274,7 @@ fn one_seed<T: Target>(target: &T, shared: &Shared<'_>, seed: u64) -> SeedOutcom
     let stopped = cfg.fail_fast && seed > shared.stop_after.load(Ordering::SeqCst);
     let late = shared.deadline.is_some_and(|d| Instant::now() >= d);
     if stopped || late {
-        return SeedOutcome::Skipped;
+        return SeedOutcome::Skipped(seed);
     }
     let outcome = match explore_seed(target, &cfg.crash, seed) {
         Ok(report) => SeedOutcome::Explored(seed, report),
@@ -207,8 +283,11 @@ fn one_seed<T: Target>(target: &T, shared: &Shared<'_>, seed: u64) -> SeedOutcom
     let failing = match &outcome {
         SeedOutcome::Explored(_, r) => r.violations.len() as u64,
         SeedOutcome::Failed(..) => 1,
-        SeedOutcome::Skipped => 0,
+        SeedOutcome::Skipped(_) => 0,
     };
+    if let Some(log) = shared.log {
+        log.append(&outcome);
+    }
     if failing > 0 {
         shared.stop_after.fetch_min(seed, Ordering::SeqCst);
     }
@@ -219,11 +298,11 @@ fn one_seed<T: Target>(target: &T, shared: &Shared<'_>, seed: u64) -> SeedOutcom
 }
 
 /// Merges per-seed outcomes in seed order; with fail-fast, seeds above `stop_after` are dropped.
-fn merge(target: &str, cfg: &SweepConfig, outcomes: Vec<SeedOutcome>, stop_after: u64) -> SweepSummary {
+fn merge(header: &ResultsHeader, outcomes: Vec<SeedOutcome>, stop_after: u64) -> SweepSummary {
     let mut s = SweepSummary {
-        target: target.to_string(),
-        seeds: cfg.seeds,
-        config: cfg.crash,
+        target: header.target.clone(),
+        seeds: header.seeds,
+        config: header.config,
         workloads: 0,
         seeds_skipped: 0,
         complete: false,
@@ -235,23 +314,30 @@ fn merge(target: &str, cfg: &SweepConfig, outcomes: Vec<SeedOutcome>, stop_after
         errors: Vec::new(),
         elapsed_s: 0.0,
         states_per_s: 0.0,
+        partition: header.partition,
+        skipped: Vec::new(),
     };
+    let kept = |seed: u64| !header.fail_fast || seed <= stop_after;
     for outcome in outcomes {
         match outcome {
-            SeedOutcome::Explored(seed, r) if !cfg.fail_fast || seed <= stop_after => {
+            SeedOutcome::Explored(seed, r) if kept(seed) => {
                 s.workloads += 1;
                 s.crash_points += r.crash_points;
                 s.crash_states += r.crash_states;
                 s.unique_states += r.unique_states;
                 s.recovery_crash_states += r.recovery_crash_states;
-                s.violations
-                    .extend(r.violations.into_iter().map(|violation| SweepViolation { seed, violation }));
+                s.violations.extend(r.violations.into_iter().map(|violation| SweepViolation {
+                    seed,
+                    violation,
+                    artifact: None,
+                }));
             }
-            SeedOutcome::Failed(seed, message) if !cfg.fail_fast || seed <= stop_after => {
+            SeedOutcome::Failed(seed, message) if kept(seed) => {
                 s.errors.push(SeedError { seed, message });
             }
-            SeedOutcome::Explored(..) | SeedOutcome::Failed(..) | SeedOutcome::Skipped => {
-                s.seeds_skipped += 1
+            other => {
+                s.seeds_skipped += 1;
+                s.skipped.push(other.seed());
             }
         }
     }

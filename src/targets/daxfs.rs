@@ -5,6 +5,7 @@
 
 use crate::check::{Violation, ViolationClass};
 use crate::daxfs::store::MetaStore;
+use crate::daxfs::tag::Word;
 use crate::exec::crash::{CrashClass, CrashFinding};
 use crate::exec::record::RunRecord;
 use crate::exec::{self, Finding, FindingClass, RunConfig};
@@ -21,6 +22,70 @@ pub struct DaxfsTarget {
 impl DaxfsTarget {
     pub fn new(config: RunConfig) -> Self {
         Self { config }
+    }
+
+    /// The target a manifest's `target_config` describes.
+    pub fn from_config_json(value: &serde_json::Value) -> Result<Self, String> {
+        serde_json::from_value(value.clone()).map(Self::new).map_err(|e| format!("daxfs config: {e}"))
+    }
+}
+
+/// Shrinking candidates, most aggressive first: drop a thread, cut the schedule, drop chunks
+/// of operations per thread (halves down to single operations), clear options. Only valid ones.
+fn shrink_workload(w: &Workload) -> Vec<Workload> {
+    let mut out = Vec::new();
+    if w.threads.len() > 1 {
+        for t in 0..w.threads.len() {
+            let mut c = w.clone();
+            c.threads.remove(t);
+            out.push(c);
+        }
+    }
+    if !w.schedule.is_empty() {
+        for keep in [0, w.schedule.len() / 2] {
+            let mut c = w.clone();
+            c.schedule.truncate(keep);
+            out.push(c);
+        }
+    }
+    for (t, ops) in w.threads.iter().enumerate() {
+        let mut chunk = ops.len().div_ceil(2);
+        while chunk >= 1 {
+            for start in (0..ops.len()).step_by(chunk) {
+                let mut c = w.clone();
+                c.threads[t].drain(start..(start + chunk).min(ops.len()));
+                out.push(c);
+            }
+            if chunk == 1 {
+                break;
+            }
+            chunk = chunk.div_ceil(2);
+        }
+    }
+    if w.options.fault_around {
+        let mut c = w.clone();
+        c.options.fault_around = false;
+        out.push(c);
+    }
+    out.retain(|c| c.validate().is_ok() && c != w);
+    out
+}
+
+/// What a daxfs media word is: a file's data tag or a block's poison.
+fn describe(value: u64) -> String {
+    match Word::decode(value) {
+        Word::Zero => "zero".to_string(),
+        Word::Data(t) => format!(
+            "data of file incarnation {} at byte {:#x}, version {}",
+            t.file_id,
+            t.word_off * 8,
+            t.version
+        ),
+        Word::Poison(p) => format!(
+            "poison of block {} word {} (generation {}): the block's contents before it was (re)allocated",
+            p.block, p.word_in_block, p.generation
+        ),
+        Word::Other(w) => format!("not a data or poison word ({w:#018x}): metadata or torn"),
     }
 }
 
@@ -114,5 +179,37 @@ impl Target for DaxfsTarget {
 
     fn expectations_at(&self, record: &RunRecord, point: CrashPoint) -> u64 {
         record.expectations_at(point.0)
+    }
+
+    fn input_for_seed(&self, seed: u64) -> Vec<u8> {
+        Workload::seed_input(seed)
+    }
+
+    fn workload_from_bytes(&self, bytes: &[u8]) -> Result<Workload, String> {
+        Workload::from_bytes(bytes).map_err(|e| e.to_string())
+    }
+
+    fn validate_workload(&self, workload: &Workload) -> Result<(), String> {
+        workload.validate().map_err(|e| e.to_string())
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn bug_ids(&self) -> Vec<String> {
+        self.config.mount.bugs.ids().into_iter().map(str::to_string).collect()
+    }
+
+    fn workload_ops(&self, workload: &Workload) -> usize {
+        workload.op_count()
+    }
+
+    fn shrink(&self, workload: &Workload) -> Vec<Workload> {
+        shrink_workload(workload)
+    }
+
+    fn describe_word(&self, value: u64) -> Option<String> {
+        Some(describe(value))
     }
 }

@@ -236,4 +236,31 @@ impl Target for ToyLog {
     fn expectations_at(&self, rec: &ToyRecord, point: CrashPoint) -> u64 {
         rec.acked_at.iter().filter(|&&at| at <= point.0).count() as u64
     }
+
+    fn validate_workload(&self, w: &ToyWorkload) -> Result<(), String> {
+        if w.appends.len() > APPENDS_MAX {
+            return Err(format!("{} appends: at most {APPENDS_MAX}", w.appends.len()));
+        }
+        Ok(())
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::json!({ "broken": self.broken, "device_bytes": self.device_bytes })
+    }
+
+    fn workload_ops(&self, w: &ToyWorkload) -> usize {
+        w.appends.len()
+    }
+
+    /// Drop one append (the last first: a prefix keeps the same slots).
+    fn shrink(&self, w: &ToyWorkload) -> Vec<ToyWorkload> {
+        (0..w.appends.len())
+            .rev()
+            .map(|i| {
+                let mut c = w.clone();
+                c.appends.remove(i);
+                c
+            })
+            .collect()
+    }
 }

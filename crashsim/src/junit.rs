@@ -1,0 +1,46 @@
+//! JUnit XML for CI: one test case per seed of the sweep (or shard).
+
+use crashsim::sweep::{SweepSummary, shard_seeds};
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+/// The summary as a JUnit report: a violating seed fails, a seed that could not run errors, a
+/// seed not explored (budget, fail-fast) is skipped.
+pub fn report(s: &SweepSummary) -> Result<String, quick_junit::SerializeError> {
+    let mut suite = TestSuite::new(format!("crashsim sweep {} {}", s.target, s.seeds));
+    for seed in shard_seeds(s.seeds, s.partition) {
+        suite.add_test_case(case(s, seed));
+    }
+    let mut report = Report::new("crashsim");
+    report.add_test_suite(suite);
+    report.to_string()
+}
+
+fn case(s: &SweepSummary, seed: u64) -> TestCase {
+    let name = format!("seed {seed}");
+    let violations: Vec<_> = s.violations.iter().filter(|v| v.seed == seed).collect();
+    let status = if let Some(first) = violations.first() {
+        let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        st.set_type(first.violation.class.name());
+        st.set_message(first.violation.to_string());
+        let all: Vec<String> = violations
+            .iter()
+            .map(|v| match &v.artifact {
+                Some(a) => format!("{} (artifact {a})", v.violation),
+                None => v.violation.to_string(),
+            })
+            .collect();
+        st.set_description(all.join("\n"));
+        st
+    } else if let Some(e) = s.errors.iter().find(|e| e.seed == seed) {
+        let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
+        st.set_message(e.message.clone());
+        st
+    } else if s.skipped.binary_search(&seed).is_ok() {
+        TestCaseStatus::skipped()
+    } else {
+        TestCaseStatus::success()
+    };
+    let mut tc = TestCase::new(name, status);
+    tc.set_classname(format!("crashsim.{}", s.target));
+    tc
+}

@@ -1,0 +1,133 @@
+//! `crashsim minimize`: greedy delta debugging while the same violation class holds.
+//!
+//! 1. Workload: the target's [`Target::shrink`] candidates (threads, schedule, chunks of
+//!    operations from halves down to single operations, options), most aggressive first; the
+//!    first candidate that still shows the class is taken and the search restarts from it.
+//! 2. Persisted set: the shrunk workload is explored again and, among its violations of the
+//!    class, the one with the fewest persisted units is kept.
+//!
+//! Every candidate is judged by a full exploration with the artifact's crash config, so the
+//! result is an ordinary artifact: `input.bin` holds the workload as JSON (`input.kind: json`).
+
+use std::path::{Path, PathBuf};
+
+use crate::check::{Violation, ViolationClass};
+use crate::crash::{CrashConfig, explore_workload, replay_run};
+use crate::target::Target;
+
+use super::{ArtifactError, ArtifactSource, InputKind, Loaded, workload_of, write_artifact};
+
+/// Bound on explorations one minimization runs.
+pub const MINIMIZE_RUNS_MAX: usize = 2000;
+/// Violations kept when choosing the smallest persisted set.
+const FINAL_VIOLATIONS_MAX: usize = 256;
+
+/// Sizes reported before and after.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Sizes {
+    pub ops: usize,
+    pub trace_events: usize,
+    pub persisted_units: usize,
+}
+
+/// A minimization's result.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Minimized {
+    pub before: Sizes,
+    pub after: Sizes,
+    /// Explorations run.
+    pub runs: usize,
+    pub violation: Violation,
+    pub path: PathBuf,
+}
+
+/// Minimizes `loaded` on `target` and writes the result to `out` (a new artifact directory).
+/// With `hold_image` false the result is rebuild-only (no `crash.img`).
+pub fn minimize<T: Target>(
+    target: &T,
+    loaded: &Loaded,
+    out: &Path,
+    hold_image: bool,
+) -> Result<Minimized, ArtifactError> {
+    let m = &loaded.manifest;
+    let class = m.class();
+    let mut workload = workload_of(target, loaded)?;
+    let mut runs = 0usize;
+    let holds = |w: &T::Workload, runs: &mut usize| -> Result<bool, ArtifactError> {
+        *runs += 1;
+        let r = explore_workload(target, &m.crash, m.stream_seed, w, Some(class))
+            .map_err(|e| ArtifactError::Replay(e.to_string()))?;
+        Ok(!r.violations.is_empty())
+    };
+    if !holds(&workload, &mut runs)? {
+        return Err(ArtifactError::Replay(format!("{class} does not reproduce on the artifact's workload")));
+    }
+    'shrink: while runs < MINIMIZE_RUNS_MAX {
+        for candidate in target.shrink(&workload) {
+            if runs >= MINIMIZE_RUNS_MAX {
+                break 'shrink;
+            }
+            if holds(&candidate, &mut runs)? {
+                workload = candidate;
+                continue 'shrink;
+            }
+        }
+        break;
+    }
+    let violation = smallest_persisted(target, &m.crash, m.stream_seed, &workload, class)?;
+    runs += 1;
+    let trace_events = replay_run(target, &workload).map_err(ArtifactError::Replay)?.trace.len();
+    let input = serde_json::to_vec_pretty(&workload).map_err(|e| ArtifactError::Replay(e.to_string()))?;
+    let src =
+        ArtifactSource { seed: None, stream_seed: m.stream_seed, kind: InputKind::Json, input, hold_image };
+    let (parent, name) = split_out(out)?;
+    let path = write_artifact(target, &m.crash, &src, &workload, &violation, &parent, &name)?;
+    Ok(Minimized {
+        before: Sizes {
+            ops: m.workload_ops,
+            trace_events: m.trace_events,
+            persisted_units: m.persisted_count,
+        },
+        after: Sizes {
+            ops: target.workload_ops(&workload),
+            trace_events,
+            persisted_units: violation.evidence.persisted_count,
+        },
+        runs,
+        violation,
+        path,
+    })
+}
+
+/// Among the violations of `class` on `workload`, the one with the fewest persisted units
+/// (run-time violations count as none; ties keep exploration order).
+fn smallest_persisted<T: Target>(
+    target: &T,
+    crash: &CrashConfig,
+    stream_seed: u64,
+    workload: &T::Workload,
+    class: ViolationClass,
+) -> Result<Violation, ArtifactError> {
+    let cfg = CrashConfig { violations_per_workload: FINAL_VIOLATIONS_MAX, ..*crash };
+    let mut all = explore_workload(target, &cfg, stream_seed, workload, None)
+        .map_err(|e| ArtifactError::Replay(e.to_string()))?
+        .violations;
+    all.retain(|v| v.class == class);
+    if all.is_empty() {
+        // Other classes filled the budget first: fall back to the class-only exploration.
+        all = explore_workload(target, crash, stream_seed, workload, Some(class))
+            .map_err(|e| ArtifactError::Replay(e.to_string()))?
+            .violations;
+    }
+    all.into_iter()
+        .min_by_key(|v| v.evidence.persisted_count)
+        .ok_or_else(|| ArtifactError::Replay(format!("{class} vanished on the minimized workload")))
+}
+
+fn split_out(out: &Path) -> Result<(PathBuf, String), ArtifactError> {
+    let name = out.file_name().and_then(|n| n.to_str()).map(str::to_string);
+    let name = name.ok_or_else(|| ArtifactError::corrupt(out, "not a usable directory name"))?;
+    let parent = out.parent().map(Path::to_path_buf).unwrap_or_default();
+    let parent = if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent };
+    Ok((parent, name))
+}

@@ -1,0 +1,224 @@
+//! `crashsim show`: an artifact explained for a human: the workload, the trace around the crash
+//! point with call sites, per cache line which pending stores persisted and which were lost,
+//! and what the offending words are (through the target's [`Target::describe_word`]).
+
+use std::fmt::Write as _;
+
+use crate::check::Violation;
+use crate::pmem::{Backing as _, Op, Trace};
+use crate::target::Target;
+
+use super::repro::rebuild;
+use super::{ArtifactError, Loaded};
+
+/// Trace events shown before and after the crash point.
+const WINDOW_BEFORE: usize = 12;
+const WINDOW_AFTER: usize = 4;
+/// Pending cache lines listed (the offending line first).
+const LINES_MAX: usize = 8;
+
+/// One trace event.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EventLine {
+    pub seq: usize,
+    pub op: String,
+    pub addr: Option<u64>,
+    pub len: Option<u64>,
+    pub site: String,
+    /// The power was cut just before this event.
+    pub crash_here: bool,
+}
+
+/// One pending 8-byte unit and its fate in this crash state.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct UnitFate {
+    pub addr: u64,
+    pub value: u64,
+    pub seq: usize,
+    pub site: String,
+    pub persisted: bool,
+    pub reading: Option<String>,
+}
+
+/// Pending units of one cache line (or the non-temporal units, `line: None`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LineFate {
+    pub line: Option<u64>,
+    pub units: Vec<UnitFate>,
+}
+
+/// The offending word as the crash image holds it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct WordNote {
+    pub addr: u64,
+    pub value: u64,
+    pub reading: Option<String>,
+}
+
+/// Everything `show` prints.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Explanation {
+    pub target: String,
+    pub bugs: Vec<String>,
+    pub violation: Violation,
+    pub workload: serde_json::Value,
+    pub trace_events: usize,
+    pub crash_point: Option<usize>,
+    pub window: Vec<EventLine>,
+    pub pending_lines: usize,
+    pub lines: Vec<LineFate>,
+    pub offending_word: Option<WordNote>,
+}
+
+/// Explains `loaded` (rebuilding its run on `target`).
+pub fn explain<T: Target>(target: &T, loaded: &Loaded) -> Result<Explanation, ArtifactError> {
+    let m = &loaded.manifest;
+    let (replay, view) = rebuild(target, loaded)?;
+    let v = &m.violation;
+    let center = m.crash_point.map(|p| p.0).or(v.evidence.last_writer.as_ref().map(|w| w.seq + 1));
+    let center = center.unwrap_or(replay.trace.len());
+    let window = window(&replay.trace, center, m.crash_point.is_some());
+    let mut lines = Vec::new();
+    let mut pending_lines = 0;
+    if let (Some(point), Some(choice)) = (m.crash_point, &m.choice) {
+        let state = replay.state_at(m.crash.model, point);
+        pending_lines = state.lines.len();
+        let fate = |u: &crate::pmem::Unit, persisted: bool| UnitFate {
+            addr: u.addr,
+            value: u.value,
+            seq: u.seq,
+            site: replay.trace.event(u.seq).site.to_string(),
+            persisted,
+            reading: target.describe_word(u.value),
+        };
+        let offending = v.addr.map(|a| a.line());
+        let mut order: Vec<usize> = (0..state.lines.len()).collect();
+        order.sort_by_key(|&i| (Some(state.lines[i].line) != offending, i));
+        for i in order.into_iter().take(LINES_MAX) {
+            let l = &state.lines[i];
+            let prefix = choice.line_prefix.get(i).copied().unwrap_or(0) as usize;
+            let units = l.units.iter().enumerate().map(|(k, u)| fate(u, k < prefix)).collect();
+            lines.push(LineFate { line: Some(l.line), units });
+        }
+        if !state.nt.is_empty() {
+            let units = state
+                .nt
+                .iter()
+                .enumerate()
+                .map(|(k, u)| fate(u, choice.nt_mask.get(k) == Some(&true)))
+                .collect();
+            lines.push(LineFate { line: None, units });
+        }
+    }
+    let offending_word = match (v.addr, &loaded.image, &view) {
+        (Some(a), Some(img), _) if a.0 + 8 <= img.size_bytes() => Some(word_at(target, img.as_ref(), a.0)),
+        (Some(a), None, Some(view)) if a.0 + 8 <= view.size_bytes() => Some(word_at(target, view, a.0)),
+        _ => None,
+    };
+    Ok(Explanation {
+        target: m.target.clone(),
+        bugs: m.bugs.clone(),
+        violation: v.clone(),
+        workload: m.workload.clone(),
+        trace_events: replay.trace.len(),
+        crash_point: m.crash_point.map(|p| p.0),
+        window,
+        pending_lines,
+        lines,
+        offending_word,
+    })
+}
+
+fn word_at<T: Target>(target: &T, media: &dyn crate::pmem::Backing, addr: u64) -> WordNote {
+    let mut b = [0u8; 8];
+    media.read_at(addr, &mut b);
+    let value = u64::from_le_bytes(b);
+    WordNote { addr, value, reading: target.describe_word(value) }
+}
+
+fn window(trace: &Trace, center: usize, crash: bool) -> Vec<EventLine> {
+    let start = center.saturating_sub(WINDOW_BEFORE);
+    let end = (center + WINDOW_AFTER).min(trace.len());
+    (start..end)
+        .map(|seq| {
+            let e = trace.event(seq);
+            let (addr, len) = match e.op {
+                Op::Store { addr, len, .. } | Op::StoreNt { addr, len, .. } => {
+                    (Some(addr), Some(u64::from(len)))
+                }
+                Op::Flush { addr, len, .. } => (Some(addr), Some(len)),
+                Op::Fence => (None, None),
+            };
+            EventLine {
+                seq,
+                op: e.op.name().to_string(),
+                addr,
+                len,
+                site: e.site.to_string(),
+                crash_here: crash && seq == center,
+            }
+        })
+        .collect()
+}
+
+/// The explanation as text.
+pub fn render_text(x: &Explanation) -> String {
+    let mut s = String::new();
+    let bugs = if x.bugs.is_empty() { "none".to_string() } else { x.bugs.join(", ") };
+    let _ = writeln!(s, "target {} (bugs: {bugs})", x.target);
+    let _ = writeln!(s, "violation: {}", x.violation);
+    let _ = writeln!(s, "\nworkload:");
+    render_workload(&mut s, &x.workload);
+    let _ = writeln!(s, "\ntrace ({} events), around the crash point:", x.trace_events);
+    for e in &x.window {
+        let mark = if e.crash_here { "--- power cut here ---\n" } else { "" };
+        let range = match (e.addr, e.len) {
+            (Some(a), Some(l)) => format!("{a:#x}+{l}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(s, "{mark}  #{:<6} {:<10} {:<16} {}", e.seq, e.op, range, e.site);
+    }
+    if x.crash_point == Some(x.trace_events) {
+        let _ = writeln!(s, "--- power cut here (end of the trace) ---");
+    }
+    if !x.lines.is_empty() {
+        let _ =
+            writeln!(s, "\npending units ({} cache lines pending; offending line first):", x.pending_lines);
+    }
+    for l in &x.lines {
+        let _ = match l.line {
+            Some(line) => writeln!(s, "  line {line:#x}:"),
+            None => writeln!(s, "  non-temporal:"),
+        };
+        for u in &l.units {
+            let fate = if u.persisted { "PERSISTED" } else { "lost     " };
+            let reading = u.reading.as_deref().unwrap_or("");
+            let _ =
+                writeln!(s, "    {fate} {:#x} = {:#018x} (#{} {}) {reading}", u.addr, u.value, u.seq, u.site);
+        }
+    }
+    if let Some(w) = &x.offending_word {
+        let reading = w.reading.as_deref().unwrap_or("no reading for this target");
+        let _ = writeln!(s, "\noffending word at {:#x} = {:#018x}: {reading}", w.addr, w.value);
+    }
+    s
+}
+
+fn render_workload(s: &mut String, w: &serde_json::Value) {
+    match w.get("threads").and_then(serde_json::Value::as_array) {
+        Some(threads) => {
+            for (t, ops) in threads.iter().enumerate() {
+                let _ = writeln!(s, "  thread {t}:");
+                for op in ops.as_array().into_iter().flatten() {
+                    let _ = writeln!(s, "    {op}");
+                }
+            }
+            if let Some(sched) = w.get("schedule") {
+                let _ = writeln!(s, "  schedule: {sched}");
+            }
+        }
+        None => {
+            let _ = writeln!(s, "  {w}");
+        }
+    }
+}

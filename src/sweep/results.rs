@@ -1,0 +1,256 @@
+//! Shards, the append-only results file, and merging summaries.
+//!
+//! `results.jsonl`: line 1 is `{"header": ...}` (target, seeds, shard, crash config); every
+//! further line is one finished seed, `{"seed": N, "report": ...}` or `{"seed": N, "error":
+//! "..."}`, written with one `write` and fsync'd before the next seed is reported. A sweep killed
+//! mid-line leaves a torn last line, which `--resume` drops (and truncates away) before
+//! appending; any other bad line is an error, never silently skipped.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::crash::{CrashConfig, WorkloadReport};
+
+use super::{SeedOutcome, SeedRange, SweepError, SweepSummary};
+
+/// The results file's name inside `--out`.
+pub const RESULTS_FILE: &str = "results.jsonl";
+/// Most shards a range may be split into.
+pub const PARTITIONS_MAX: u64 = 1 << 16;
+
+/// Shard `index` of `count`: the seeds `s` with `(s - start) % count == index`. Written
+/// `slice:I/N`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Partition {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl std::str::FromStr for Partition {
+    type Err = SweepError;
+    fn from_str(s: &str) -> Result<Self, SweepError> {
+        let bad = || SweepError::BadPartition(s.to_string());
+        let (i, n) = s.strip_prefix("slice:").and_then(|r| r.split_once('/')).ok_or_else(bad)?;
+        let p = Partition { index: i.parse().map_err(|_| bad())?, count: n.parse().map_err(|_| bad())? };
+        if p.count == 0 || p.count > PARTITIONS_MAX || p.index >= p.count {
+            return Err(bad());
+        }
+        Ok(p)
+    }
+}
+
+impl std::fmt::Display for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "slice:{}/{}", self.index, self.count)
+    }
+}
+
+/// Options of [`super::run_with`] beyond the sweep's own config.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub partition: Option<Partition>,
+    /// Append every finished seed to this results file.
+    pub results: Option<PathBuf>,
+    /// Keep the seeds the results file already holds instead of starting it afresh.
+    pub resume: bool,
+}
+
+/// What a results file is about; a resumed sweep must match it exactly.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct ResultsHeader {
+    pub target: String,
+    pub seeds: SeedRange,
+    pub partition: Option<Partition>,
+    pub config: CrashConfig,
+    pub fail_fast: bool,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HeaderLine {
+    header: ResultsHeader,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SeedLine {
+    seed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    report: Option<WorkloadReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// The open results file; appends from worker threads are serialized by the mutex.
+pub(super) struct ResultsLog {
+    path: PathBuf,
+    file: Mutex<File>,
+    /// The first append failure; the sweep reports it at the end.
+    failed: Mutex<Option<SweepError>>,
+}
+
+fn results_error(path: &Path, problem: impl std::fmt::Display) -> SweepError {
+    SweepError::Results { path: path.display().to_string(), problem: problem.to_string() }
+}
+
+impl ResultsLog {
+    /// Opens `path`: afresh (header written), or with `resume` reading back its finished seeds.
+    pub fn open(
+        path: &Path,
+        header: &ResultsHeader,
+        resume: bool,
+    ) -> Result<(Vec<SeedOutcome>, Self), SweepError> {
+        let err = |e: std::io::Error| results_error(path, e);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let existing = resume && path.exists();
+        let done = if existing { read_results(path, Some(header))?.1 } else { Vec::new() };
+        let file = if existing {
+            OpenOptions::new().append(true).open(path).map_err(err)?
+        } else {
+            let mut f = File::create(path).map_err(err)?;
+            let line = serde_json::to_string(&HeaderLine { header: header.clone() })
+                .map_err(|e| results_error(path, e))?;
+            f.write_all(format!("{line}\n").as_bytes()).map_err(err)?;
+            f
+        };
+        file.sync_all().map_err(err)?;
+        Ok((done, Self { path: path.to_path_buf(), file: Mutex::new(file), failed: Mutex::new(None) }))
+    }
+
+    /// Appends one finished seed (skipped seeds are not results) and fsyncs.
+    pub fn append(&self, outcome: &SeedOutcome) {
+        let line = match outcome {
+            SeedOutcome::Explored(seed, r) => SeedLine { seed: *seed, report: Some(r.clone()), error: None },
+            SeedOutcome::Failed(seed, m) => SeedLine { seed: *seed, report: None, error: Some(m.clone()) },
+            SeedOutcome::Skipped(_) => return,
+        };
+        let write = || -> std::io::Result<()> {
+            let mut text = serde_json::to_string(&line).map_err(std::io::Error::other)?;
+            text.push('\n');
+            let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            f.write_all(text.as_bytes())?;
+            f.sync_data()
+        };
+        if let Err(e) = write() {
+            let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+            failed.get_or_insert(results_error(&self.path, e));
+        }
+    }
+
+    pub fn into_error(self) -> Option<SweepError> {
+        self.failed.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Reads a results file: its header and finished seeds. A torn last line is dropped and
+/// truncated away; with `expect`, the header must match it.
+fn read_results(
+    path: &Path,
+    expect: Option<&ResultsHeader>,
+) -> Result<(ResultsHeader, Vec<SeedOutcome>), SweepError> {
+    let err = |e| results_error(path, e);
+    let mut text = String::new();
+    File::open(path).and_then(|mut f| f.read_to_string(&mut text)).map_err(err)?;
+    let complete_len = text.rfind('\n').map_or(0, |i| i + 1);
+    if complete_len < text.len() && expect.is_some() {
+        OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_len(complete_len as u64))
+            .map_err(err)?;
+    }
+    let mut lines = text[..complete_len].lines();
+    let first = lines.next().ok_or_else(|| results_error(path, "empty: no header line"))?;
+    let header = serde_json::from_str::<HeaderLine>(first)
+        .map_err(|e| results_error(path, format!("line 1 is not a header: {e}")))?
+        .header;
+    if let Some(want) = expect.filter(|w| **w != header) {
+        let problem = format!(
+            "written by a different sweep ({} seeds {}, {:?}); use another --out or drop --resume (want {} seeds {})",
+            header.target, header.seeds, header.partition, want.target, want.seeds
+        );
+        return Err(results_error(path, problem));
+    }
+    let mut done = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let bad = |e: String| results_error(path, format!("line {}: {e}", i + 2));
+        let l: SeedLine = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        done.push(match (l.report, l.error) {
+            (Some(r), None) => SeedOutcome::Explored(l.seed, r),
+            (None, Some(m)) => SeedOutcome::Failed(l.seed, m),
+            _ => return Err(bad("neither a report nor an error".to_string())),
+        });
+    }
+    Ok((header, done))
+}
+
+/// The summary a results file stands for (seeds it lacks count as skipped).
+pub fn summary_from_results(path: &Path) -> Result<SweepSummary, SweepError> {
+    let (header, mut done) = read_results(path, None)?;
+    let have: std::collections::BTreeSet<u64> = done.iter().map(SeedOutcome::seed).collect();
+    done.extend(
+        super::shard_seeds(header.seeds, header.partition)
+            .filter(|s| !have.contains(s))
+            .map(SeedOutcome::Skipped),
+    );
+    done.sort_by_key(SeedOutcome::seed);
+    let stop_after = done
+        .iter()
+        .filter(|o| {
+            matches!(o, SeedOutcome::Failed(..))
+                || matches!(o, SeedOutcome::Explored(_, r) if !r.violations.is_empty())
+        })
+        .map(SeedOutcome::seed)
+        .min()
+        .unwrap_or(u64::MAX);
+    Ok(super::merge(&header, done, stop_after))
+}
+
+/// Combines shard summaries of one sweep (same target, seeds, config) into one, in seed order.
+/// `complete` holds only if every shard is complete and the shards cover the whole range.
+pub fn merge_summaries(parts: Vec<SweepSummary>) -> Result<SweepSummary, SweepError> {
+    let mut iter = parts.into_iter();
+    let mut out = iter.next().ok_or_else(|| SweepError::Merge("no summaries".to_string()))?;
+    let mut shards: Vec<Option<Partition>> = vec![out.partition];
+    for s in iter {
+        if s.target != out.target || s.seeds != out.seeds || s.config != out.config {
+            return Err(SweepError::Merge(format!(
+                "summaries of different sweeps ({} {} vs {} {}, or another config)",
+                out.target, out.seeds, s.target, s.seeds
+            )));
+        }
+        shards.push(s.partition);
+        out.workloads += s.workloads;
+        out.seeds_skipped += s.seeds_skipped;
+        out.complete &= s.complete;
+        out.crash_points += s.crash_points;
+        out.crash_states += s.crash_states;
+        out.unique_states += s.unique_states;
+        out.recovery_crash_states += s.recovery_crash_states;
+        out.violations.extend(s.violations);
+        out.errors.extend(s.errors);
+        out.skipped.extend(s.skipped);
+        out.elapsed_s = out.elapsed_s.max(s.elapsed_s);
+    }
+    out.violations.sort_by_key(|v| v.seed);
+    out.errors.sort_by_key(|e| e.seed);
+    out.skipped.sort_unstable();
+    out.complete &= covers_range(&shards);
+    out.partition = None;
+    out.states_per_s = if out.elapsed_s > 0.0 { out.crash_states as f64 / out.elapsed_s } else { 0.0 };
+    Ok(out)
+}
+
+/// True if some shard is the whole range, or the shards are exactly `slice:0/N..slice:N-1/N`.
+fn covers_range(shards: &[Option<Partition>]) -> bool {
+    if shards.iter().any(Option::is_none) {
+        return true;
+    }
+    let mut idx: Vec<(u64, u64)> = shards.iter().flatten().map(|p| (p.count, p.index)).collect();
+    idx.sort_unstable();
+    idx.dedup();
+    let n = idx[0].0;
+    idx.len() as u64 == n && idx.iter().enumerate().all(|(i, &(c, k))| c == n && k == i as u64)
+}
