@@ -330,11 +330,13 @@ impl DaxFs {
         if self.bug(Bug::FreeBeforeUnmap) {
             self.state().free_range(ino, first, last, size, delete)?;
             self.sched.yield_now().await;
-            self.state().unmap_and_delete(ino, first, last, size, delete)?;
             on_unmap();
+            self.state().unmap_and_delete(ino, first, last, size, delete)?;
         } else {
-            self.state().unmap_and_delete(ino, first, last, size, delete)?;
+            // The observer runs first in this step, so it sees the trace position before the
+            // truncate's tail-zeroing stores.
             on_unmap();
+            self.state().unmap_and_delete(ino, first, last, size, delete)?;
             self.sched.yield_now().await;
             self.state().free_range(ino, first, last, size, delete)?;
         }

@@ -175,7 +175,8 @@ impl FileHistory<'_> {
             .filter(|a| a.lo <= word && word < a.hi)
             .filter_map(|a| {
                 let write = self.writes_on(word).rev().find(|&i| i < a.events_before);
-                let zero = if a.data_only { None } else { self.zeros_on(word).rev().find(|&i| i < a.events_before) };
+                let zero =
+                    if a.data_only { None } else { self.zeros_on(word).rev().find(|&i| i < a.events_before) };
                 write.max(zero)
             })
             .max()
@@ -203,9 +204,9 @@ impl FileHistory<'_> {
                 }
             },
             Word::Data(t) if t.file_id == file_id && t.word_off == word => {
-                let written = self
-                    .writes_on(word)
-                    .find(|&i| matches!(self.events[i], DataEvent::Write { version, .. } if version == t.version));
+                let written = self.writes_on(word).find(
+                    |&i| matches!(self.events[i], DataEvent::Write { version, .. } if version == t.version),
+                );
                 match (written, floor) {
                     (None, _) => WordVerdict::Foreign,
                     (Some(i), Some(f)) if i < f => {
