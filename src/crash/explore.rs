@@ -33,9 +33,32 @@ pub fn explore_seed<T: Target>(
     seed: u64,
 ) -> Result<WorkloadReport, TargetError> {
     let workload = target.workload_from_seed(seed);
+    explore_workload_as(target, cfg, &workload, seed).map_err(|e| match e {
+        TargetError::Other(msg) => TargetError::Other(format!("seed {seed}: {msg}")),
+        other => other,
+    })
+}
+
+/// Runs `workload` (e.g. a fuzz input) on a fresh image and explores its crash states. The
+/// choice streams are seeded from 0, so the same workload always gives the same report.
+pub fn explore_workload<T: Target>(
+    target: &T,
+    cfg: &CrashConfig,
+    workload: &T::Workload,
+) -> Result<WorkloadReport, TargetError> {
+    explore_workload_as(target, cfg, workload, 0)
+}
+
+/// `seed` keys the per-crash-point choice streams only; the workload is given.
+fn explore_workload_as<T: Target>(
+    target: &T,
+    cfg: &CrashConfig,
+    workload: &T::Workload,
+    seed: u64,
+) -> Result<WorkloadReport, TargetError> {
     let mut dev = target.format()?;
-    let outcome = guarded(|| target.run(&workload, &mut dev).map_err(|e| e.to_string()))
-        .map_err(|msg| TargetError::Other(format!("run of seed {seed}: {msg}")))?;
+    let outcome = guarded(|| target.run(workload, &mut dev).map_err(|e| e.to_string()))
+        .map_err(|msg| TargetError::Other(format!("run: {msg}")))?;
     let (initial, _, trace) = dev.into_parts();
     let mut report = WorkloadReport::default();
     for mut v in outcome.violations {

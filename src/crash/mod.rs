@@ -12,7 +12,7 @@ mod explore;
 mod guard;
 
 pub use enumerate::{Strategy, choices, random_choice};
-pub use explore::{WorkloadReport, explore_seed};
+pub use explore::{WorkloadReport, explore_seed, explore_workload};
 pub use guard::guarded;
 
 use crate::pmem::{Granularity, PersistenceModel};
