@@ -24,8 +24,9 @@ triple_dir=$(find target -maxdepth 3 -type d -path '*/release' -not -path '*/bui
 mkdir -p "$OUT"
 for t in $targets; do
   cp "$triple_dir/$t" "$OUT/$t"
+  # regression-* inputs pin open bugs; they are not seeds.
   if [ -d "$root/corpus/$t" ]; then
-    (cd "$root/corpus/$t" && zip -q -r -j "$OUT/${t}_seed_corpus.zip" .)
+    (cd "$root/corpus/$t" && zip -q -r -j "$OUT/${t}_seed_corpus.zip" . -x "regression-*")
   fi
 done
 echo "built into $OUT: $targets"
