@@ -7,6 +7,7 @@ pub mod check;
 pub mod crash;
 pub mod daxfs;
 pub mod exec;
+pub mod fuzzing;
 pub mod pmem;
 pub mod rng;
 pub mod sched;

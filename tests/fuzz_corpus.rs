@@ -1,0 +1,160 @@
+//! Replays every committed corpus input (`corpus/<target>/`) and every local fuzz artifact
+//! (`fuzz/artifacts/<target>/`) through the same harness the fuzz targets run, without
+//! libFuzzer, on the fixed model: all must pass. Also checks the harness catches what it must.
+
+use std::path::{Path, PathBuf};
+
+use crashsim::daxfs::{Bug, BugSet};
+use crashsim::fuzzing::{CappedAlloc, Failure, FuzzConfig, JournalView, TARGETS, seed_inputs};
+
+// The image harnesses measure single allocations; this binary runs them under the same
+// allocator as the fuzz targets.
+#[global_allocator]
+static ALLOC: CappedAlloc = CappedAlloc;
+
+type Harness = fn(&[u8], &FuzzConfig) -> Result<(), Failure>;
+
+fn harness(target: &str) -> Harness {
+    match target {
+        "crash_workload" => crashsim::fuzzing::crash_workload,
+        "mount_image" => crashsim::fuzzing::mount_image,
+        "journal_replay" => crashsim::fuzzing::journal_replay,
+        other => panic!("no harness for {other}"),
+    }
+}
+
+fn inputs_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect();
+    files.sort();
+    files
+}
+
+/// `regression-*` inputs pin a bug found by fuzzing; they are replayed by their own test.
+fn is_regression(p: &Path) -> bool {
+    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("regression-"))
+}
+
+fn replay(target: &str) -> usize {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut corpus = inputs_in(&root.join("corpus").join(target));
+    corpus.retain(|p| !is_regression(p));
+    assert!(!corpus.is_empty(), "corpus/{target} holds the committed seeds");
+    let artifacts = inputs_in(&root.join("fuzz/artifacts").join(target));
+    let cfg = FuzzConfig::new(BugSet::NONE);
+    let run = harness(target);
+    for path in corpus.iter().chain(&artifacts) {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if let Err(f) = run(&bytes, &cfg) {
+            panic!("{}: {f}", path.display());
+        }
+    }
+    corpus.len() + artifacts.len()
+}
+
+#[test]
+fn crash_workload_corpus_replays_clean() {
+    assert!(replay("crash_workload") > 0);
+}
+
+#[test]
+fn mount_image_corpus_replays_clean() {
+    assert!(replay("mount_image") > 0);
+}
+
+#[test]
+fn journal_replay_corpus_replays_clean() {
+    assert!(replay("journal_replay") > 0);
+}
+
+/// Fixed-model failures found by `crash_workload` (reported; daxfs is not ours to fix here).
+/// Fails until daxfs's `truncate::zero_tail` path keeps acknowledged data durable.
+#[test]
+#[ignore = "pins an open daxfs bug: LostWrite after truncate zero_tail on the fixed model"]
+fn crash_workload_regressions_replay_clean() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cfg = FuzzConfig::new(BugSet::NONE);
+    let pinned: Vec<PathBuf> =
+        inputs_in(&root.join("corpus/crash_workload")).into_iter().filter(|p| is_regression(p)).collect();
+    assert!(!pinned.is_empty());
+    for path in pinned {
+        let bytes = std::fs::read(&path).unwrap();
+        if let Err(f) = crashsim::fuzzing::crash_workload(&bytes, &cfg) {
+            panic!("{}: {f}", path.display());
+        }
+    }
+}
+
+#[test]
+fn generated_seeds_pass_the_image_harnesses() {
+    let cfg = FuzzConfig::new(BugSet::NONE);
+    for target in ["mount_image", "journal_replay"] {
+        for (name, bytes) in seed_inputs(target, 64).expect("known target") {
+            if let Err(f) = harness(target)(&bytes, &cfg) {
+                panic!("{target} {name}: {f}");
+            }
+        }
+    }
+}
+
+#[test]
+fn unknown_bug_id_is_a_clear_error_at_init() {
+    let e = FuzzConfig::from_bug_list("no-zero-on-alloc,not-a-bug").unwrap_err().to_string();
+    assert!(e.starts_with("CRASHSIM_BUGS: unknown bug id `not-a-bug`"), "{e}");
+    let cfg = FuzzConfig::from_bug_list(" commit-before-zero-durable ").unwrap();
+    assert_eq!(cfg.bugs, BugSet::NONE.with(Bug::CommitBeforeZeroDurable));
+    assert_eq!(cfg.run.mount.bugs, cfg.bugs);
+}
+
+#[test]
+fn journal_with_every_crc_broken_replays_nothing() {
+    // Flags: break every slot crc; no patches. The base image has committed transactions.
+    let cfg = FuzzConfig::new(BugSet::NONE);
+    crashsim::fuzzing::journal_replay(&[4], &cfg).unwrap();
+    let base = crashsim::fuzzing::BaseImage::shared();
+    let dev = base.device();
+    let intact = JournalView::read(&dev, &base.geom).unwrap();
+    assert!(intact.transactions.len() >= 2, "base image keeps transactions in its journal");
+}
+
+#[test]
+fn journal_replay_catches_replay_skips_crc() {
+    // With the bug, records whose crc is broken are applied: the independent decoding differs.
+    let cfg = FuzzConfig::new(BugSet::NONE.with(Bug::ReplaySkipsCrc));
+    let f = crashsim::fuzzing::journal_replay(&[4], &cfg).unwrap_err();
+    assert!(f.summary.contains("replay applied"), "{f}");
+    assert!(
+        f.repro.starts_with("CRASHSIM_BUGS=replay-skips-crc cargo fuzz run -s none journal_replay"),
+        "{f}"
+    );
+}
+
+#[test]
+fn seed_corpus_generation_is_deterministic() {
+    for target in TARGETS {
+        let a = seed_inputs(target, 8).unwrap();
+        assert_eq!(a, seed_inputs(target, 8).unwrap(), "{target}");
+        assert!(a.iter().all(|(_, b)| !b.is_empty()));
+    }
+}
+
+/// Regenerates the raw seed corpora (then minimise with `cargo fuzz cmin`, see README):
+/// `cargo test --test fuzz_corpus -- --ignored write_seed_corpora`.
+#[test]
+#[ignore = "writes corpus/<target>/; run by hand"]
+fn write_seed_corpora() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let count: u64 = std::env::var("SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    for target in TARGETS {
+        let dir = root.join("corpus").join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        let inputs = seed_inputs(target, count).unwrap();
+        for (name, bytes) in &inputs {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+        assert_eq!(inputs.len() as u64, count);
+    }
+}
