@@ -70,10 +70,9 @@ fn journal_replay_corpus_replays_clean() {
     assert!(replay("journal_replay") > 0);
 }
 
-/// Fixed-model failures found by `crash_workload` (reported; daxfs is not ours to fix here).
-/// Fails until daxfs's `truncate::zero_tail` path keeps acknowledged data durable.
+/// Fixed-model failures `crash_workload` once found, replayed clean: `regression-truncate-zero-
+/// tail-lost-write` pinned the oracle stamping truncate's zeroing after its tail-zero stores.
 #[test]
-#[ignore = "pins an open daxfs bug: LostWrite after truncate zero_tail on the fixed model"]
 fn crash_workload_regressions_replay_clean() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cfg = FuzzConfig::new(BugSet::NONE);
