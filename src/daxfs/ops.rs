@@ -2,7 +2,9 @@
 //! stores and loads, persist, fallocate, punch_hole, truncate, fsync/msync, pins and DMA, sync.
 
 use super::bugs::Bug;
-use super::fs::{DaxFs, EntryKind, Errno, FsResult, FsState, MapId, Mapping, PinId, PinRec, Pte, PteTarget};
+use super::fs::{
+    DaxFs, Entry, EntryKind, Errno, FsResult, FsState, MapId, Mapping, PinId, PinRec, Pte, PteTarget,
+};
 use super::iomap;
 use super::types::*;
 use crate::pmem::{FlushKind, PmemAddr};
@@ -574,13 +576,19 @@ impl FsState {
     ) -> FsResult<()> {
         let n = self.pmd_pages();
         let (lo, hi) = (first & !(n - 1), last);
-        let doomed: Vec<(u64, bool)> = self
+        let doomed: Vec<(u64, Entry)> = self
             .entries
             .range((ino.0, lo)..(ino.0, hi))
-            .map(|(&(_, k), e)| (k, e.pmd))
-            .filter(|&(k, pmd)| if pmd { k + n > first } else { k >= first })
+            .map(|(&(_, k), e)| (k, *e))
+            .filter(|&(k, e)| if e.pmd { k + n > first } else { k >= first })
             .collect();
-        for (k, pmd) in doomed {
+        for (k, entry) in doomed {
+            let pmd = entry.pmd;
+            // A dirty PMD entry that goes whole although part of it stays in the file: write
+            // its lines back first, or stores to the kept part would never be flushed.
+            if let (true, EntryKind::Pfn(b)) = (entry.dirty && pmd, entry.kind) {
+                self.dev.flush(self.block_addr(b), n * BLOCK_BYTES, FlushKind::Clwb, SITE_FSYNC)?;
+            }
             self.entries.remove(&(ino.0, k));
             let end = if pmd { k + n } else { k + 1 };
             self.unmap_range(ino, k, end, |_| true);

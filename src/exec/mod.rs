@@ -253,7 +253,9 @@ impl Harness {
 
     async fn unlink(&self, slot: usize) -> Result<(), Errno> {
         let (ino, file_id) = self.file(slot)?;
-        self.fs.unlink(ino, || self.zero_words(file_id, 0, u64::MAX)).await?;
+        let zero = std::cell::Cell::new(None);
+        self.fs.unlink(ino, || zero.set(Some(self.zero_words(file_id, 0, u64::MAX)))).await?;
+        self.zero_done(&zero);
         let mut w = self.world.borrow_mut();
         w.files[slot] = None;
         if let Some(life) = w.record.files.iter_mut().rev().find(|f| f.file_id == file_id) {
@@ -264,7 +266,18 @@ impl Harness {
 
     /// Zeroes the reference words `lo..hi` (bytes) of `file_id`: the moment the file stops
     /// mapping them (the unmap step of punch/truncate/unlink).
-    fn zero_words(&self, file_id: u32, lo: u64, hi: u64) {
+    /// Marks the Zero event `index` as committed now (its operation returned).
+    fn zero_done(&self, index: &std::cell::Cell<Option<usize>>) {
+        let now = self.trace_pos();
+        let mut w = self.world.borrow_mut();
+        if let Some(i) = index.get()
+            && let DataEvent::Zero { done, .. } = &mut w.record.events[i]
+        {
+            *done = now;
+        }
+    }
+
+    fn zero_words(&self, file_id: u32, lo: u64, hi: u64) -> usize {
         let at = self.fs.state().dev.trace().len();
         let mut w = self.world.borrow_mut();
         if let Some(f) = w.files.iter_mut().flatten().find(|f| f.file_id == file_id) {
@@ -273,7 +286,14 @@ impl Harness {
                 f.words[a..b].fill(0);
             }
         }
-        w.record.events.push(DataEvent::Zero { at, file_id, lo: lo / 8, hi: hi.saturating_add(7) / 8 });
+        w.record.events.push(DataEvent::Zero {
+            at,
+            file_id,
+            lo: lo / 8,
+            hi: hi.saturating_add(7) / 8,
+            done: usize::MAX,
+        });
+        w.record.events.len() - 1
     }
 
     fn new_words(&self, file_id: u32, off: u64, len: u64) -> (u32, Vec<u64>) {
@@ -482,13 +502,23 @@ impl Harness {
         self.fs.load(id, off, len, |st, io| self.compare(st, t, i, file_id, io.lo, io.words, Some(&io))).await
     }
 
-    fn ack(&self, file_id: u32, lo: u64, hi: u64, events_before: usize, data_only: bool) {
+    fn ack(&self, file_id: u32, lo: u64, hi: u64, before: (usize, usize), data_only: bool) {
         let at = self.trace_pos();
-        self.world.borrow_mut().record.acks.push(Ack { at, file_id, lo, hi, events_before, data_only });
+        let (events_before, started_at) = before;
+        self.world.borrow_mut().record.acks.push(Ack {
+            at,
+            file_id,
+            lo,
+            hi,
+            events_before,
+            started_at,
+            data_only,
+        });
     }
 
-    fn events_len(&self) -> usize {
-        self.world.borrow().record.events.len()
+    /// (record events, trace position) as an acknowledging call begins.
+    fn events_len(&self) -> (usize, usize) {
+        (self.world.borrow().record.events.len(), self.trace_pos())
     }
 
     async fn persist(&self, slot: usize, off: u64, len: u64) -> Result<(), Errno> {
@@ -537,12 +567,20 @@ impl Harness {
 
     async fn punch(&self, slot: usize, off: u64, len: u64) -> Result<(), Errno> {
         let (ino, file_id) = self.file(slot)?;
-        self.fs.punch_hole(ino, off, len, || self.zero_words(file_id, off, off + len)).await
+        let zero = std::cell::Cell::new(None);
+        self.fs
+            .punch_hole(ino, off, len, || zero.set(Some(self.zero_words(file_id, off, off + len))))
+            .await?;
+        self.zero_done(&zero);
+        Ok(())
     }
 
     async fn truncate(&self, slot: usize, size: u64) -> Result<(), Errno> {
         let (ino, file_id) = self.file(slot)?;
-        self.fs.truncate(ino, size, || self.zero_words(file_id, size, u64::MAX)).await
+        let zero = std::cell::Cell::new(None);
+        self.fs.truncate(ino, size, || zero.set(Some(self.zero_words(file_id, size, u64::MAX)))).await?;
+        self.zero_done(&zero);
+        Ok(())
     }
 
     fn pin_slot(&self, slot: usize) -> Result<(PinId, usize), Errno> {

@@ -13,7 +13,9 @@ pub enum DataEvent {
     /// `block` is the physical block the stores went to (None: the zero page, data dropped).
     Write { at: usize, file_id: u32, lo: u64, hi: u64, version: u32, block: Option<BlockNr> },
     /// Words `lo..hi` of `file_id` became zero (punch, truncate, unlink) at trace position `at`.
-    Zero { at: usize, file_id: u32, lo: u64, hi: u64 },
+    /// `done` is the trace position when the operation completed (its metadata committed);
+    /// `usize::MAX` if it never did. Only an ack begun at or after `done` covers it.
+    Zero { at: usize, file_id: u32, lo: u64, hi: u64, done: usize },
 }
 
 impl DataEvent {
@@ -43,6 +45,8 @@ pub struct Ack {
     pub lo: u64,
     pub hi: u64,
     pub events_before: usize,
+    /// Trace position when the acknowledging call began.
+    pub started_at: usize,
     /// Only the data written (not zeroing by punch/truncate, whose metadata a user-space
     /// persist does not make durable).
     pub data_only: bool,
@@ -174,9 +178,21 @@ impl FileHistory<'_> {
             .iter()
             .filter(|a| a.lo <= word && word < a.hi)
             .filter_map(|a| {
-                let write = self.writes_on(word).rev().find(|&i| i < a.events_before);
-                let zero =
-                    if a.data_only { None } else { self.zeros_on(word).rev().find(|&i| i < a.events_before) };
+                // A write that a truncate or punch began discarding before the ack returned is
+                // not the ack's to promise: the unmap dropped its dirty state.
+                let write = self
+                    .writes_on(word)
+                    .rev()
+                    .find(|&i| i < a.events_before)
+                    .filter(|&i| !self.zeros_on(word).any(|j| j > i && self.events[j].at() <= a.at));
+                let zero = if a.data_only {
+                    None
+                } else {
+                    self.zeros_on(word).rev().find(|&i| {
+                        i < a.events_before
+                            && matches!(self.events[i], DataEvent::Zero { done, .. } if done <= a.started_at)
+                    })
+                };
                 write.max(zero)
             })
             .max()
