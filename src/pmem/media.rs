@@ -130,7 +130,8 @@ impl SparseImage {
             let index = a / PAGE_BYTES;
             let off = (a % PAGE_BYTES) as usize;
             let take = (PAGE_BYTES as usize - off).min(bytes.len() - pos);
-            let page = self.page_mut(index);
+            // A whole-page write needs nothing from below: skip the copy-on-write read.
+            let page = self.page_mut_with(index, take == PAGE_BYTES as usize);
             page[off..off + take].copy_from_slice(&bytes[pos..pos + take]);
             pos += take;
         }
@@ -152,10 +153,20 @@ impl SparseImage {
     }
 
     fn page_mut(&mut self, index: u64) -> &mut Page {
+        self.page_mut_with(index, false)
+    }
+
+    /// The private page `index`, created on first write: copied from below, or left zeroed when
+    /// the caller overwrites all of it (`whole`).
+    fn page_mut_with(&mut self, index: u64, whole: bool) -> &mut Page {
         let chunk = self.chunks.entry(index / CHUNK_PAGES).or_insert_with(|| Arc::new(empty_chunk()));
         let slot = &mut Arc::make_mut(chunk)[(index % CHUNK_PAGES) as usize];
         if slot.is_none() {
-            *slot = Some(copy_page(&*self.lower, self.size_bytes, index));
+            *slot = Some(if whole {
+                Arc::new([0u8; PAGE_BYTES as usize])
+            } else {
+                copy_page(&*self.lower, self.size_bytes, index)
+            });
             self.pages_written += 1;
         }
         Arc::make_mut(slot.as_mut().expect("page just filled"))
