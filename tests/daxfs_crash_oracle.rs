@@ -97,6 +97,6 @@ fn a_corrupt_superblock_fails_recovery_with_a_typed_error() {
     let (target, media, _, _, _) = clean_run();
     let mut dev = Device::with_backing(media);
     dev.store_u64(PmemAddr(0), 0xdead_beef, "test::tamper").unwrap();
-    let err = target.recover(&mut dev).err().expect("mount must refuse a corrupt superblock");
+    let err = target.recover(&mut dev).expect_err("mount must refuse a corrupt superblock");
     assert!(err.contains("corrupt"), "{err}");
 }
