@@ -145,10 +145,7 @@ impl DaxFs {
         }
         let new = allocated || io.is_some() || stale.is_some();
         st.install(map, ino, page, target, write)?;
-        if write && st.mapping(map)?.map_sync && !st.inode_meta_durable(ino) && !st.bug(Bug::MapSyncIgnored) {
-            // VmFault::NeedDsync: commit and fence before the writable PTE is used.
-            st.force_all()?;
-            st.fence(SITE_DSYNC)?;
+        if st.need_dsync(map, ino, write)? {
             return Ok(VmFault::NeedDsync);
         }
         Ok(if new { VmFault::Major } else { VmFault::NoPage })
@@ -196,7 +193,6 @@ impl DaxFs {
         self.sched.yield_now().await;
         let mut st = self.state();
         let n = st.pmd_pages();
-        let map_sync = st.mapping(map)?.map_sync;
         {
             let m = st.mapping_mut(map)?;
             for p in base..base + n {
@@ -210,9 +206,7 @@ impl DaxFs {
         }
         let e = st.entries.get_mut(&(ino.0, base)).expect("locked PMD entry");
         *e = Entry { kind: EntryKind::Pfn(b), pmd: true, dirty: e.dirty || write };
-        if write && map_sync && !st.inode_meta_durable(ino) && !st.bug(Bug::MapSyncIgnored) {
-            st.force_all()?;
-            st.fence(SITE_DSYNC)?;
+        if st.need_dsync(map, ino, write)? {
             return Ok(VmFault::NeedDsync);
         }
         Ok(if new { VmFault::Major } else { VmFault::NoPage })
@@ -239,6 +233,22 @@ impl FsState {
 
     pub fn mapping_mut(&mut self, map: MapId) -> FsResult<&mut super::fs::Mapping> {
         self.maps.get_mut(map).and_then(Option::as_mut).ok_or(Errno::Invalid("no such mapping"))
+    }
+
+    /// MAP_SYNC (`VmFault::NeedDsync`): a write fault whose inode metadata is not yet durable
+    /// commits and fences it before the writable PTE is used. Returns whether it had to.
+    fn need_dsync(&mut self, map: MapId, ino: Ino, write: bool) -> FsResult<bool> {
+        // seed 002/000 (map-sync-ignored): the writable PTE is used before the metadata is durable.
+        if !write
+            || !self.mapping(map)?.map_sync
+            || self.inode_meta_durable(ino)
+            || self.bug(Bug::MapSyncIgnored)
+        {
+            return Ok(false);
+        }
+        self.force_all()?;
+        self.fence(SITE_DSYNC)?;
+        Ok(true)
     }
 
     /// The PTE for `page` if present (and writable when `write`).
