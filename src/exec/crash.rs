@@ -84,7 +84,7 @@ pub fn check(store: &MetaStore, dev: &Device, record: &RunRecord, point: usize) 
             });
             continue;
         }
-        let histories: Vec<_> = candidates.iter().map(|&f| (f, record.history(f, point, &landed))).collect();
+        let histories: Vec<_> = candidates.iter().map(|&f| (f, record.history(f, point, landed))).collect();
         if let Some(f) = check_file(store, dev, ino, inode.size_bytes / 8, &histories, &shareable) {
             out.push(f);
         }

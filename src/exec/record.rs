@@ -67,6 +67,9 @@ pub struct RunRecord {
     /// Process-unique id of this record, naming it in oracle caches; never part of a result.
     #[serde(skip)]
     pub id: u64,
+    /// [`RunRecord::landed`], computed once (the crash check needs it for every state).
+    #[serde(skip)]
+    landed: std::sync::OnceLock<Landed>,
     pub files: Vec<FileLife>,
     pub events: Vec<DataEvent>,
     pub acks: Vec<Ack>,
@@ -114,15 +117,18 @@ const WORDS_PER_PAGE: u64 = crate::daxfs::BLOCK_BYTES / 8;
 pub type Landed = BTreeMap<(u32, u64), Vec<(u32, u64, u64)>>;
 
 impl RunRecord {
-    /// Where every write landed, for telling a block's old contents from foreign data.
-    pub fn landed(&self) -> Landed {
-        let mut landed = Landed::new();
-        for e in &self.events {
-            if let DataEvent::Write { version, block: Some(b), file_id, lo, hi, .. } = e {
-                landed.entry((*version, b.0)).or_default().push((*file_id, *lo, *hi));
+    /// Where every write landed, for telling a block's old contents from foreign data. Computed
+    /// on first use; the record must not change afterwards (it does not once the run is over).
+    pub fn landed(&self) -> &Landed {
+        self.landed.get_or_init(|| {
+            let mut landed = Landed::new();
+            for e in &self.events {
+                if let DataEvent::Write { version, block: Some(b), file_id, lo, hi, .. } = e {
+                    landed.entry((*version, b.0)).or_default().push((*file_id, *lo, *hi));
+                }
             }
-        }
-        landed
+            landed
+        })
     }
 
     /// The history of `file_id` as of crash point `point` (events whose stores began before it).
