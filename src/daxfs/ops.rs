@@ -330,9 +330,10 @@ impl DaxFs {
         }
         // seed 003: blocks are freed only after every mapping of them is gone.
         if self.bug(Bug::FreeBeforeUnmap) {
+            // The observer still runs as the range starts going away (here: at the free).
+            on_unmap();
             self.state().free_range(ino, first, last, size, delete)?;
             self.sched.yield_now().await;
-            on_unmap();
             self.state().unmap_and_delete(ino, first, last, size, delete)?;
         } else {
             // The observer runs first in this step, so it sees the trace position before the

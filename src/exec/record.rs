@@ -113,8 +113,8 @@ pub struct FileHistory<'r> {
 
 const WORDS_PER_PAGE: u64 = crate::daxfs::BLOCK_BYTES / 8;
 
-/// (version, block) → (file id, first word, end word) of the writes that landed there.
-pub type Landed = BTreeMap<(u32, u64), Vec<(u32, u64, u64)>>;
+/// (version, block) → (event index, file id, first word, end word) of the writes that landed there.
+pub type Landed = BTreeMap<(u32, u64), Vec<(usize, u32, u64, u64)>>;
 
 impl RunRecord {
     /// Where every write landed, for telling a block's old contents from foreign data. Computed
@@ -122,9 +122,9 @@ impl RunRecord {
     pub fn landed(&self) -> &Landed {
         self.landed.get_or_init(|| {
             let mut landed = Landed::new();
-            for e in &self.events {
+            for (i, e) in self.events.iter().enumerate() {
                 if let DataEvent::Write { version, block: Some(b), file_id, lo, hi, .. } = e {
-                    landed.entry((*version, b.0)).or_default().push((*file_id, *lo, *hi));
+                    landed.entry((*version, b.0)).or_default().push((i, *file_id, *lo, *hi));
                 }
             }
             landed
@@ -204,6 +204,16 @@ impl FileHistory<'_> {
             .max()
     }
 
+    /// Index of this file's first write into block `b`, if any.
+    fn first_write_to(&self, b: BlockNr) -> Option<usize> {
+        self.by_page
+            .values()
+            .flatten()
+            .copied()
+            .filter(|&i| matches!(self.events[i], DataEvent::Write { block: Some(x), .. } if x == b))
+            .min()
+    }
+
     /// Did this file write nothing on the page of `word` (so zero is the only expected content,
     /// and an all-zero page needs no word-by-word judging)?
     pub fn page_unwritten(&self, word: u64) -> bool {
@@ -239,10 +249,15 @@ impl FileHistory<'_> {
             }
             // Stale only if this very word of this block held that tag before: a write of that
             // file and offset landed in this block at this position.
+            // ...and only if that write came before this file first wrote the block: data a
+            // later owner wrote there is foreign, not the block's earlier contents.
             Word::Data(t) => {
-                let here = block.and_then(|b| self.landed.get(&(t.version, b.0))).is_some_and(|writes| {
-                    writes.iter().any(|&(f, lo, hi)| f == t.file_id && (lo..hi).contains(&t.word_off))
-                        && t.word_off % WORDS_PER_PAGE == word % WORDS_PER_PAGE
+                let Some(b) = block else { return WordVerdict::Foreign };
+                let mine_from = self.first_write_to(b);
+                let here = self.landed.get(&(t.version, b.0)).is_some_and(|writes| {
+                    writes.iter().any(|&(i, f, lo, hi)| {
+                        f == t.file_id && (lo..hi).contains(&t.word_off) && mine_from.is_none_or(|m| i < m)
+                    }) && t.word_off % WORDS_PER_PAGE == word % WORDS_PER_PAGE
                 });
                 if here { WordVerdict::Stale } else { WordVerdict::Foreign }
             }
