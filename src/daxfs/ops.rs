@@ -284,11 +284,15 @@ impl DaxFs {
                 self.state().commit(&[Record::InodeSize { ino, size_bytes: size }], SITE_SIZE).map(|_| ())
             }
             Ok(_) => {
-                self.sched.lock(LockId::Invalidate(ino.0), Mode::Exclusive).await;
-                let first = size.div_ceil(BLOCK_BYTES);
-                let r = self.shrink_locked(ino, first, u64::MAX, Some(size), false, on_unmap).await;
-                self.sched.unlock(LockId::Invalidate(ino.0), Mode::Exclusive);
-                r
+                self.shrink_invalidated(
+                    ino,
+                    size.div_ceil(BLOCK_BYTES),
+                    u64::MAX,
+                    Some(size),
+                    false,
+                    on_unmap,
+                )
+                .await
             }
         };
         self.sched.unlock(LockId::Inode(ino.0), Mode::Exclusive);
@@ -307,10 +311,25 @@ impl DaxFs {
         on_unmap: impl FnOnce(),
     ) -> FsResult<()> {
         self.sched.lock(LockId::Inode(ino.0), Mode::Exclusive).await;
+        let r = self.shrink_invalidated(ino, first, last, size, delete, on_unmap).await;
+        self.sched.unlock(LockId::Inode(ino.0), Mode::Exclusive);
+        r
+    }
+
+    /// [`Self::shrink_locked`] under `invalidate_lock` exclusive; the caller holds `i_rwsem`.
+    async fn shrink_invalidated(
+        &self,
+        ino: Ino,
+        first: u64,
+        last: u64,
+        size: Option<u64>,
+        delete: bool,
+        on_unmap: impl FnOnce(),
+    ) -> FsResult<()> {
+        self.sched.assert_held(LockId::Inode(ino.0));
         self.sched.lock(LockId::Invalidate(ino.0), Mode::Exclusive).await;
         let r = self.shrink_locked(ino, first, last, size, delete, on_unmap).await;
         self.sched.unlock(LockId::Invalidate(ino.0), Mode::Exclusive);
-        self.sched.unlock(LockId::Inode(ino.0), Mode::Exclusive);
         r
     }
 

@@ -438,19 +438,15 @@ impl Harness {
     /// The file behind a mapping; stale if the slot's file was unlinked (then accesses SIGBUS).
     fn map_file(&self, slot: usize) -> Result<(MapId, u32, Ino, bool), Errno> {
         let (id, _, map_sync) = self.map(slot)?;
-        let st = self.fs.state();
-        let m = st.mapping(id)?;
-        let file_id = self
-            .world
-            .borrow()
-            .record
-            .files
-            .iter()
-            .rev()
-            .find(|f| f.ino == m.ino)
-            .map(|f| f.file_id)
-            .ok_or(Errno::NoEntry)?;
-        Ok((id, file_id, m.ino, map_sync))
+        let ino = self.fs.state().mapping(id)?.ino;
+        Ok((id, self.latest_file_id(ino)?, ino, map_sync))
+    }
+
+    /// The newest incarnation created on inode `ino` (a mapping or pin names the inode, not the
+    /// slot, so it follows the file it was made on).
+    fn latest_file_id(&self, ino: Ino) -> Result<u32, Errno> {
+        let w = self.world.borrow();
+        w.record.files.iter().rev().find(|f| f.ino == ino).map(|f| f.file_id).ok_or(Errno::NoEntry)
     }
 
     /// UseAfterFree oracle: a store or DMA through page `a` must land in the block that backs it.
@@ -598,16 +594,13 @@ impl Harness {
     }
 
     async fn dma_write(&self, t: usize, i: usize, slot: usize, off: u64, len: u64) -> Result<(), Errno> {
-        let (pin, mslot) = self.pin_slot(slot)?;
+        let (pin, _) = self.pin_slot(slot)?;
         let (rec_ino, rec_off) = {
             let st = self.fs.state();
             let rec = st.pins.get(pin).cloned().flatten().ok_or(Errno::Invalid("no such pin"))?;
             (rec.ino, rec.off)
         };
-        let _ = mslot;
-        let file_id =
-            self.world.borrow().record.files.iter().rev().find(|f| f.ino == rec_ino).map(|f| f.file_id);
-        let file_id = file_id.ok_or(Errno::NoEntry)?;
+        let file_id = self.latest_file_id(rec_ino)?;
         let (version, _) = self.new_words(file_id, 0, 8);
         let words = tagged_words(file_id, (rec_off + off) / 8, len / 8, version);
         self.fs
