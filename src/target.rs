@@ -108,6 +108,15 @@ pub trait Target: Sync {
         serde_json::Value::Null
     }
 
+    /// Device byte ranges whose damage the target promises to detect (checksummed records, such
+    /// as a journal). The engine adds media-fault states: one bit flipped in a word the run
+    /// stored there, judged by the integrity oracles only (`AllocatorInconsistent`,
+    /// `RecoveryFailed`): recovery must reject the damaged record, never apply it. Empty (the
+    /// default): no media faults.
+    fn media_fault_ranges(&self) -> Vec<std::ops::Range<u64>> {
+        Vec::new()
+    }
+
     /// Enabled switchable bugs, by id.
     fn bug_ids(&self) -> Vec<String> {
         Vec::new()

@@ -68,10 +68,32 @@ pub(super) fn rebuild<T: Target>(
             let (_, view) = replay
                 .view_at(m.crash.model, point, choice)
                 .map_err(|e| ArtifactError::corrupt(&manifest_path, e))?;
-            Some(view)
+            Some(with_fault(view, m.violation.evidence.media_fault, &manifest_path)?)
         }
     };
     Ok((replay, view))
+}
+
+/// `view` with the artifact's media fault, if any (checked to lie inside the device).
+fn with_fault(
+    view: View,
+    fault: Option<crate::pmem::MediaFault>,
+    manifest_path: &std::path::Path,
+) -> Result<View, ArtifactError> {
+    use crate::pmem::Backing as _;
+    match fault {
+        None => Ok(view),
+        Some(f)
+            if f.addr % 8 == 0
+                && f.addr.checked_add(8).is_some_and(|e| e <= view.size_bytes())
+                && f.bit < 64 =>
+        {
+            Ok(view.with_media_fault(f))
+        }
+        Some(f) => {
+            Err(ArtifactError::corrupt(manifest_path, format!("media fault {f:?} is outside the device")))
+        }
+    }
 }
 
 /// Replays `loaded` on `target` (which must be the target the manifest names).

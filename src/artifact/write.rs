@@ -61,6 +61,10 @@ pub fn write_artifact<T: Target>(
     let (image, persisted) = match (ev.crash_point, &ev.choice) {
         (Some(point), Some(choice)) => {
             let (state, view) = replay.view_at(crash.model, point, choice).map_err(ArtifactError::Replay)?;
+            let view = match ev.media_fault {
+                Some(f) => view.with_media_fault(f),
+                None => view,
+            };
             (src.hold_image.then(|| view.materialize()), state.persisted(choice))
         }
         _ => (None, Vec::new()),

@@ -109,6 +109,9 @@ pub struct CrashEvidence {
     /// The same for the crash inside recovery, against recovery's own trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_choice: Option<Choice>,
+    /// A media-fault state: the bit flipped on top of `choice` (see `CrashConfig`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_fault: Option<crate::pmem::MediaFault>,
 }
 
 /// One oracle verdict against the system under test.

@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::check::{Violation, ViolationClass};
-use crate::pmem::{Backing, Choice, CrashPoint, CrashState, Device, Trace, Tracker, View, crash_points};
+use crate::pmem::{
+    Backing, Choice, CrashPoint, CrashState, Device, MediaFault, Trace, Tracker, View, crash_points,
+};
 use crate::rng::{SimRng, rng_from_seed};
 use crate::target::{Target, TargetError};
 use rand::RngExt as _;
@@ -58,9 +60,15 @@ pub fn explore_workload<T: Target>(
         None => *cfg,
     };
     report.violations.retain(|v| only.is_none_or(|c| v.class == c));
+    let fault_words = if cfg.media_faults_per_point > 0 {
+        fault_words(&replay.trace, &target.media_fault_ranges())
+    } else {
+        Vec::new()
+    };
     let mut explorer = Explorer {
         target,
         cfg: &cfg,
+        fault_words,
         seed: stream_seed,
         trace: &replay.trace,
         record: &replay.record,
@@ -79,6 +87,9 @@ struct Explorer<'a, T: Target> {
     cfg: &'a CrashConfig,
     seed: u64,
     trace: &'a Trace,
+    /// (trace seq, address) of every 8-byte word the run stored inside the target's
+    /// media-fault ranges, in trace order.
+    fault_words: Vec<(usize, u64)>,
     record: &'a T::Record,
     /// (state hash, expectations digest) of every state checked, across crash points.
     seen: BTreeSet<(u128, u64)>,
@@ -94,7 +105,21 @@ impl<T: Target> Explorer<'_, T> {
 
     fn explore(&mut self, initial: Arc<dyn Backing>) {
         let mut tracker = Tracker::new(self.trace, initial, self.cfg.model);
-        for point in crash_points(self.trace, self.cfg.granularity) {
+        let mut points = crash_points(self.trace, self.cfg.granularity);
+        let cap = self.cfg.points_per_workload;
+        if cap > 0 && points.len() > cap {
+            // A seeded sample, kept in trace order (the tracker only moves forward).
+            let mut rng = rng_from_seed(stream(self.seed, CrashPoint(0), 3));
+            let mut keep: Vec<usize> = (0..points.len()).collect();
+            for i in 0..cap {
+                let j = rng.random_range(i..keep.len());
+                keep.swap(i, j);
+            }
+            keep.truncate(cap);
+            keep.sort_unstable();
+            points = keep.into_iter().map(|i| points[i]).collect();
+        }
+        for point in points {
             if self.full() {
                 break;
             }
@@ -125,6 +150,48 @@ impl<T: Target> Explorer<'_, T> {
             found.retain(|v| self.only.is_none_or(|c| v.class == c));
             for v in &mut found {
                 attach_crash(v, self.trace, state, &choice);
+            }
+            self.report.violations.append(&mut found);
+        }
+        self.explore_media_faults(state, expectations);
+    }
+
+    /// Media-fault states at one crash point: all persisted, then one bit flipped in a word the
+    /// run stored in a checksummed range. Only integrity oracles judge them: damage may
+    /// legitimately lose acknowledged data, but must never be applied as if it were valid.
+    fn explore_media_faults(&mut self, state: &CrashState, expectations: u64) {
+        let stored = self.fault_words.partition_point(|&(seq, _)| seq < state.point.0);
+        if stored == 0 {
+            return;
+        }
+        let mut rng = rng_from_seed(stream(self.seed, state.point, 2));
+        for _ in 0..self.cfg.media_faults_per_point {
+            if self.full() {
+                break;
+            }
+            let fault = MediaFault {
+                addr: self.fault_words[rng.random_range(0..stored)].1,
+                bit: rng.random_range(0..64u8),
+            };
+            let choice = state.choice_all();
+            let view = View::new(state, &choice).expect("all-persisted fits").with_media_fault(fault);
+            self.report.crash_states += 1;
+            if !self.seen.insert((view.state_hash(), expectations)) {
+                continue;
+            }
+            self.report.unique_states += 1;
+            let mut found = self.examine(state.point, view, None);
+            found.retain(|v| {
+                matches!(v.class, ViolationClass::AllocatorInconsistent | ViolationClass::RecoveryFailed)
+                    && self.only.is_none_or(|c| v.class == c)
+            });
+            for v in &mut found {
+                attach_crash(v, self.trace, state, &choice);
+                v.evidence.media_fault = Some(fault);
+                v.message = format!(
+                    "{} (after a media fault: bit {} of word {:#x} flipped)",
+                    v.message, fault.bit, fault.addr
+                );
             }
             self.report.violations.append(&mut found);
         }
@@ -230,6 +297,29 @@ impl Backing for CopyImage {
     fn read_at(&self, addr: u64, buf: &mut [u8]) {
         buf.copy_from_slice(&self.0[addr as usize..addr as usize + buf.len()]);
     }
+}
+
+/// Every 8-byte word stored inside `ranges`, as (trace seq, address), in trace order.
+fn fault_words(trace: &Trace, ranges: &[std::ops::Range<u64>]) -> Vec<(usize, u64)> {
+    if ranges.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (seq, e) in trace.events().iter().enumerate() {
+        let (crate::pmem::Op::Store { addr, len, .. } | crate::pmem::Op::StoreNt { addr, len, .. }) = e.op
+        else {
+            continue;
+        };
+        if ranges.iter().any(|r| addr < r.end && r.start < addr + u64::from(len)) {
+            out.extend(
+                trace
+                    .store_units(e)
+                    .filter(|(a, _)| ranges.iter().any(|r| r.contains(a)))
+                    .map(|(a, _)| (seq, a)),
+            );
+        }
+    }
+    out
 }
 
 /// An independent generator seed per (workload seed, crash point, purpose).

@@ -26,6 +26,8 @@ pub const STATES_PER_POINT_DEFAULT: usize = 256;
 pub const STATES_PER_POINT_MAX: usize = 1 << 20;
 /// Default bound on violations kept per workload; exploring a workload stops once reached.
 pub const VIOLATIONS_PER_WORKLOAD_DEFAULT: usize = 8;
+/// Default media-fault states per crash point.
+pub const MEDIA_FAULTS_PER_POINT_DEFAULT: usize = 1;
 /// Units listed per side (persisted / lost) in a violation's evidence.
 pub const EVIDENCE_UNITS_MAX: usize = 16;
 
@@ -65,6 +67,15 @@ pub struct CrashConfig {
     pub image_mode: ImageMode,
     pub recovery_crash: RecoveryCrashConfig,
     pub violations_per_workload: usize,
+    /// Media-fault states per crash point: the all-persisted state with one bit flipped in a
+    /// word the run stored inside one of the target's [`crate::target::Target::media_fault_ranges`],
+    /// judged by the integrity oracles only. 0 turns them off.
+    #[serde(default)]
+    pub media_faults_per_point: usize,
+    /// Explore at most this many crash points per workload, a seeded sample spread over the
+    /// trace (0: every crash point, the default). Fuzzing bounds it to keep each input cheap.
+    #[serde(default)]
+    pub points_per_workload: usize,
 }
 
 impl Default for CrashConfig {
@@ -77,6 +88,8 @@ impl Default for CrashConfig {
             image_mode: ImageMode::Overlay,
             recovery_crash: RecoveryCrashConfig::default(),
             violations_per_workload: VIOLATIONS_PER_WORKLOAD_DEFAULT,
+            media_faults_per_point: MEDIA_FAULTS_PER_POINT_DEFAULT,
+            points_per_workload: 0,
         }
     }
 }

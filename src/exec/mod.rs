@@ -449,7 +449,8 @@ impl Harness {
         w.record.files.iter().rev().find(|f| f.ino == ino).map(|f| f.file_id).ok_or(Errno::NoEntry)
     }
 
-    /// UseAfterFree oracle: a store or DMA through page `a` must land in the block that backs it.
+    /// UseAfterFree oracle: a load, store or DMA through page `a` must reach the block that backs
+    /// it.
     #[allow(clippy::too_many_arguments)]
     fn check_landing(
         &self,
@@ -468,7 +469,7 @@ impl Harness {
         self.world.borrow_mut().findings.push(Finding {
             class: FindingClass::UseAfterFree,
             message: format!(
-                "{what} to file {file_id} page {} landed in block {} which no longer backs it ({})",
+                "{what} at file {file_id} page {} reached block {} which no longer backs it ({})",
                 a.page,
                 b.0,
                 if st.store.meta().is_allocated(b) { "it belongs to another file" } else { "it is free" }
@@ -494,8 +495,14 @@ impl Harness {
     }
 
     async fn load(&self, t: usize, i: usize, slot: usize, off: u64, len: u64) -> Result<(), Errno> {
-        let (id, file_id, _, _) = self.map_file(slot)?;
-        self.fs.load(id, off, len, |st, io| self.compare(st, t, i, file_id, io.lo, io.words, Some(&io))).await
+        let (id, file_id, ino, _) = self.map_file(slot)?;
+        self.fs
+            .load(id, off, len, |st, io| {
+                if self.check_landing(st, t, i, ino, file_id, &io, "a load") {
+                    self.compare(st, t, i, file_id, io.lo, io.words, Some(&io));
+                }
+            })
+            .await
     }
 
     fn ack(&self, file_id: u32, lo: u64, hi: u64, before: (usize, usize), data_only: bool) {

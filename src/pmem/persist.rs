@@ -193,6 +193,15 @@ pub struct View {
     hash: u128,
 }
 
+/// One flipped bit in a durable word: damage a checksum must catch, beyond what a crash can do.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct MediaFault {
+    /// Device address of the 8-byte word (8-aligned).
+    pub addr: u64,
+    /// Bit index in the little-endian word, 0..64.
+    pub bit: u8,
+}
+
 impl View {
     pub fn new(state: &CrashState, choice: &Choice) -> Result<Self, PmemError> {
         state.check_choice(choice)?;
@@ -236,6 +245,21 @@ impl View {
             hash = hash.wrapping_sub(word_hash(addr, old)).wrapping_add(word_hash(addr, value));
         }
         Self { base: Arc::clone(&state.base), units: finals.into_iter().collect(), hash }
+    }
+
+    /// The same image with one bit of one 8-byte word flipped: a media fault (DESIGN §8,
+    /// "media faults"). `fault.addr` must be 8-aligned and inside the device.
+    pub fn with_media_fault(mut self, fault: MediaFault) -> View {
+        let addr = fault.addr;
+        debug_assert!(addr % 8 == 0 && addr + 8 <= self.size_bytes(), "media fault at {addr:#x}");
+        let old = read_word(&self, addr);
+        let new = old ^ (1u64 << (fault.bit % 64));
+        self.hash = self.hash.wrapping_sub(word_hash(addr, old)).wrapping_add(word_hash(addr, new));
+        match self.units.binary_search_by_key(&addr, |&(a, _)| a) {
+            Ok(i) => self.units[i].1 = new,
+            Err(i) => self.units.insert(i, (addr, new)),
+        }
+        self
     }
 
     /// Identifies the persisted image: equal images have equal hashes across crash points

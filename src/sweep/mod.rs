@@ -189,6 +189,9 @@ struct Shared<'a> {
     deadline: Option<Instant>,
     /// Smallest seed that found a violation or failed (fail-fast); `u64::MAX` if none.
     stop_after: AtomicU64,
+    /// Fail-fast after the run-time pass flagged a seed: seeds below it are not crash-explored
+    /// (0 otherwise).
+    stop_before: AtomicU64,
     done: AtomicU64,
     violations: AtomicU64,
     progress: &'a (dyn Fn(Progress) + Sync),
@@ -242,15 +245,46 @@ pub fn run_with<T: Target>(
         cfg,
         deadline: cfg.budget.map(|b| start + b),
         stop_after: AtomicU64::new(stop_after),
+        stop_before: AtomicU64::new(0),
         done: AtomicU64::new(done.len() as u64),
         violations: AtomicU64::new(0),
         progress,
         log: log.as_ref(),
     };
     let finished: BTreeSet<u64> = done.iter().map(SeedOutcome::seed).collect();
-    let todo: Vec<u64> = shard_seeds(cfg.seeds, opts.partition).filter(|s| !finished.contains(s)).collect();
-    let fresh: Vec<SeedOutcome> =
-        pool.install(|| todo.par_iter().map(|&seed| one_seed(target, &shared, seed)).collect());
+    let mut todo: Vec<u64> =
+        shard_seeds(cfg.seeds, opts.partition).filter(|s| !finished.contains(s)).collect();
+    // Pass 1: the run-time oracles alone, over every seed (a run costs about a thousandth of its
+    // crash exploration). Seeds they flag are explored first; with fail-fast only the smallest
+    // is, and the sweep stops there. (A resumed fail-fast sweep re-probes the seed it stopped at.)
+    let mut probe = todo.clone();
+    if cfg.fail_fast && stop_after != u64::MAX && !probe.contains(&stop_after) {
+        probe.push(stop_after);
+        probe.sort_unstable();
+    }
+    let flagged: Vec<u64> = if probe.len() > 1 {
+        pool.install(|| probe.par_iter().copied().filter(|&s| run_time_flags(target, s)).collect())
+    } else {
+        Vec::new()
+    };
+    let first_flagged = flagged.first().copied();
+    let explore_now: Vec<u64> = match first_flagged {
+        Some(first) if cfg.fail_fast => vec![first],
+        _ => flagged,
+    };
+    todo.retain(|s| !explore_now.contains(s));
+    let explore_now: Vec<u64> = explore_now.into_iter().filter(|s| !finished.contains(s)).collect();
+    let mut fresh: Vec<SeedOutcome> =
+        pool.install(|| explore_now.par_iter().map(|&seed| one_seed(target, &shared, seed)).collect());
+    if cfg.fail_fast {
+        let stop = shared.stop_after.load(Ordering::SeqCst);
+        if first_flagged == Some(stop) {
+            shared.stop_before.store(stop, Ordering::SeqCst);
+        }
+    }
+    fresh.extend(
+        pool.install(|| todo.par_iter().map(|&seed| one_seed(target, &shared, seed)).collect::<Vec<_>>()),
+    );
     let stop_after = shared.stop_after.load(Ordering::SeqCst);
     if let Some(e) = log.and_then(ResultsLog::into_error) {
         return Err(e);
@@ -269,9 +303,18 @@ pub fn shard_seeds(range: SeedRange, partition: Option<Partition>) -> impl Itera
     (range.start..range.end).filter(move |s| partition.is_none_or(|p| (s - range.start) % p.count == p.index))
 }
 
+/// Whether the run-time oracles flag seed `seed` (a seed that cannot run counts: exploring it
+/// reports the error).
+fn run_time_flags<T: Target>(target: &T, seed: u64) -> bool {
+    crate::crash::replay_run(target, &target.workload_from_seed(seed))
+        .map_or(true, |r| !r.run_violations.is_empty())
+}
+
 fn one_seed<T: Target>(target: &T, shared: &Shared<'_>, seed: u64) -> SeedOutcome {
     let cfg = shared.cfg;
-    let stopped = cfg.fail_fast && seed > shared.stop_after.load(Ordering::SeqCst);
+    let stopped = cfg.fail_fast
+        && (seed > shared.stop_after.load(Ordering::SeqCst)
+            || seed < shared.stop_before.load(Ordering::SeqCst));
     let late = shared.deadline.is_some_and(|d| Instant::now() >= d);
     if stopped || late {
         return SeedOutcome::Skipped(seed);

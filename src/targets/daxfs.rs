@@ -163,6 +163,16 @@ impl Target for DaxfsTarget {
             .map_err(|e| e.to_string())
     }
 
+    /// The journal: every record and commit carries a crc, and replay must reject a damaged one
+    /// (DESIGN §4). Superblock and home metadata are checksummed too, but damage there is a
+    /// typed mount error, not something to survive.
+    fn media_fault_ranges(&self) -> Vec<std::ops::Range<u64>> {
+        let Ok(geom) = self.config.geometry() else { return Vec::new() };
+        let start = geom.journal_start().0 * crate::daxfs::BLOCK_BYTES;
+        let end = start + geom.journal_slots() * crate::daxfs::layout::SLOT_BYTES;
+        std::iter::once(start..end).collect()
+    }
+
     fn check(
         &self,
         store: &MetaStore,
