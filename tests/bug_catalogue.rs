@@ -105,3 +105,27 @@ fn the_same_ranges_are_clean_with_no_bug() {
         assert!(s.crash_states > 0, "seeds {seeds:?} explored no crash state");
     }
 }
+
+#[test]
+fn fail_fast_through_the_run_time_pass_does_not_depend_on_jobs() {
+    let summary = |jobs: usize| {
+        let mut run = RunConfig { policy_per_workload: true, ..RunConfig::default() };
+        run.mount.bugs = BugSet::parse_list("map-pages-unlocked").expect("catalogue id");
+        let cfg = SweepConfig {
+            seeds: SeedRange { start: 1200, end: 1300 },
+            crash: CrashConfig { violations_per_workload: 1, ..CrashConfig::default() },
+            jobs,
+            budget: None,
+            fail_fast: true,
+        };
+        let mut s = sweep::run(&DaxfsTarget::new(run), &cfg, &|_| {}).expect("valid sweep options");
+        s.elapsed_s = 0.0;
+        s.states_per_s = 0.0;
+        s
+    };
+    let one = summary(1);
+    assert_eq!(one.violations.iter().map(|v| v.seed).collect::<Vec<_>>(), vec![1242]);
+    assert_eq!(one.workloads, 1, "only the flagged seed is crash-explored");
+    assert_eq!(one.seeds_skipped, 99);
+    assert_eq!(one, summary(2));
+}

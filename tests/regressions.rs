@@ -44,7 +44,11 @@ fn replay(dir: &Path) -> Result<(), String> {
 #[test]
 fn every_regression_artifact_reproduces_with_its_bug_and_is_clean_without() {
     let dirs = corpus();
-    assert!(!dirs.is_empty(), "corpus/regressions/ holds the minimized seed-bug artifacts");
+    let mut names: Vec<&str> = dirs.iter().filter_map(|d| d.file_name()?.to_str()).collect();
+    let mut ids: Vec<&str> = crashsim::daxfs::bugs::CATALOGUE.iter().map(|r| r.id).collect();
+    names.sort_unstable();
+    ids.sort_unstable();
+    assert_eq!(names, ids, "corpus/regressions/ holds one minimized artifact per catalogue bug");
     let failures: Vec<String> = dirs.iter().filter_map(|d| replay(d).err()).collect();
     assert!(
         failures.is_empty(),

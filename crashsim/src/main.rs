@@ -123,6 +123,11 @@ struct ExploreArgs {
     #[arg(long, value_parser = parse_pmd_blocks)]
     pmd_blocks: Option<u64>,
     /// Stop at the first violation.
+    ///
+    /// The sweep checks the run-time oracles over every seed first (a run is about a
+    /// thousandth of its crash exploration); if any seed fails them, the smallest such seed is
+    /// explored and ends the sweep. Otherwise the smallest seed with a crash violation does
+    /// (seeds below it are still explored), so the result never depends on --jobs.
     #[arg(long)]
     fail_fast: bool,
     /// Output format.

@@ -53,8 +53,15 @@ pub fn minimize<T: Target>(
     let class = m.class();
     let mut workload = workload_of(target, loaded)?;
     let mut runs = 0usize;
+    // A run-time violation is judged by the run alone: no crash state can make a run-time
+    // class, so a candidate that lost it need not be crash-explored to say so.
+    let run_time = m.crash_point.is_none();
     let holds = |w: &T::Workload, runs: &mut usize| -> Result<bool, ArtifactError> {
         *runs += 1;
+        if run_time {
+            let r = replay_run(target, w).map_err(ArtifactError::Replay)?;
+            return Ok(r.run_violations.iter().any(|v| v.class == class));
+        }
         let r = explore_workload(target, &m.crash, m.stream_seed, w, Some(class))
             .map_err(|e| ArtifactError::Replay(e.to_string()))?;
         Ok(!r.violations.is_empty())
@@ -74,7 +81,17 @@ pub fn minimize<T: Target>(
         }
         break;
     }
-    let violation = smallest_persisted(target, &m.crash, m.stream_seed, &workload, class)?;
+    let violation = if run_time {
+        let cfg = CrashConfig { violations_per_workload: 1, ..m.crash };
+        explore_workload(target, &cfg, m.stream_seed, &workload, Some(class))
+            .map_err(|e| ArtifactError::Replay(e.to_string()))?
+            .violations
+            .into_iter()
+            .next()
+            .ok_or_else(|| ArtifactError::Replay(format!("{class} vanished on the minimized workload")))?
+    } else {
+        smallest_persisted(target, &m.crash, m.stream_seed, &workload, class)?
+    };
     runs += 1;
     let trace_events = replay_run(target, &workload).map_err(ArtifactError::Replay)?.trace.len();
     let input = serde_json::to_vec_pretty(&workload).map_err(|e| ArtifactError::Replay(e.to_string()))?;

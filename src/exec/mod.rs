@@ -390,10 +390,32 @@ impl Harness {
             }
         }
         let Some((word, v, expected)) = first_bad else { return };
-        let _ = st;
+        let ino = f.ino;
         let class = match Word::decode(v) {
             Word::Poison(_) | Word::Other(_) => FindingClass::StaleData,
-            Word::Data(tag) if tag.file_id != file_id || tag.word_off != word => FindingClass::ForeignData,
+            Word::Data(tag) if tag.file_id != file_id || tag.word_off != word => {
+                // Another file's (or offset's) word. Foreign only if it is that word's current
+                // home, so the block is shared right now; otherwise it is what the block held
+                // before this file got it: stale, like the crash oracle's split. (A store that
+                // put it there after this file got the block was caught as UseAfterFree.)
+                let ours = match via {
+                    Some(PageIo { target: PteTarget::Block(b), .. }) => Some(*b),
+                    Some(_) => None,
+                    None => st.lookup(ino, word * 8 / BLOCK_BYTES).ok().flatten().map(|(b, _)| b),
+                };
+                let home = w
+                    .files
+                    .iter()
+                    .flatten()
+                    .find(|g| g.file_id == tag.file_id)
+                    .and_then(|g| st.lookup(g.ino, tag.word_off * 8 / BLOCK_BYTES).ok().flatten())
+                    .map(|(b, _)| b);
+                if ours.is_some() && ours == home {
+                    FindingClass::ForeignData
+                } else {
+                    FindingClass::StaleData
+                }
+            }
             _ => FindingClass::IncoherentView,
         };
         let how = match via {

@@ -75,7 +75,8 @@ pub struct SweepConfig {
     pub jobs: usize,
     /// Start no new seed after this much wall-clock time.
     pub budget: Option<Duration>,
-    /// Stop at the first violation (seeds above the smallest violating seed are dropped).
+    /// Stop at the first violation: the smallest seed the run-time pass flags, else the smallest
+    /// seed with any violation (seeds above it are dropped).
     pub fail_fast: bool,
 }
 

@@ -11,7 +11,7 @@ use crate::exec::record::RunRecord;
 use crate::exec::{self, Finding, FindingClass, RunConfig};
 use crate::pmem::{CrashPoint, Device, PmemAddr};
 use crate::target::{RunOutcome, Target, TargetError};
-use crate::workload::Workload;
+use crate::workload::{Op, Workload};
 
 /// daxfs with a device geometry, mount options and enabled bugs.
 #[derive(Clone, Debug, Default)]
@@ -67,8 +67,27 @@ fn shrink_workload(w: &Workload) -> Vec<Workload> {
         c.options.fault_around = false;
         out.push(c);
     }
-    out.retain(|c| c.validate().is_ok() && c != w);
+    out.retain(|c| c.validate().is_ok() && keeps_pin_discipline(c) && c != w);
     out
+}
+
+/// The generator's pin rule (`crate::workload` module doc): between a thread's pin and its
+/// unpin only DMA writes, and no pin left held. Dropping an `Unpin` while shrinking would make
+/// a truncate wait on its own thread's pin, a deadlock of the workload, not of daxfs.
+fn keeps_pin_discipline(w: &Workload) -> bool {
+    w.threads.iter().all(|ops| {
+        let mut held = 0usize;
+        for op in ops {
+            match op {
+                Op::Pin { .. } => held += 1,
+                Op::Unpin { .. } => held = held.saturating_sub(1),
+                Op::DmaWrite { .. } => {}
+                _ if held > 0 => return false,
+                _ => {}
+            }
+        }
+        held == 0
+    })
 }
 
 /// What a daxfs media word is: a file's data tag or a block's poison.
