@@ -1,3 +1,4 @@
+//! Trace events of one seed by (operation, call site): `sites SEED`.
 use crashsim::exec::{RunConfig, run};
 use crashsim::workload::Workload;
 use std::collections::BTreeMap;

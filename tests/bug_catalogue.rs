@@ -23,12 +23,16 @@ use ViolationClass::*;
 const FIRES_FIRST: &[(&str, ViolationClass)] = &[("missing-end-io", IncoherentView)];
 
 fn sweep(bugs: &str, seeds: std::ops::Range<u64>) -> SweepSummary {
+    sweep_jobs(bugs, seeds, 2)
+}
+
+fn sweep_jobs(bugs: &str, seeds: std::ops::Range<u64>, jobs: usize) -> SweepSummary {
     let mut run = RunConfig { policy_per_workload: true, ..RunConfig::default() };
     run.mount.bugs = BugSet::parse_list(bugs).expect("catalogue ids");
     let cfg = SweepConfig {
         seeds: SeedRange { start: seeds.start, end: seeds.end },
         crash: CrashConfig { violations_per_workload: 1, ..CrashConfig::default() },
-        jobs: 2,
+        jobs,
         budget: None,
         fail_fast: !bugs.is_empty(),
     };
@@ -109,16 +113,7 @@ fn the_same_ranges_are_clean_with_no_bug() {
 #[test]
 fn fail_fast_through_the_run_time_pass_does_not_depend_on_jobs() {
     let summary = |jobs: usize| {
-        let mut run = RunConfig { policy_per_workload: true, ..RunConfig::default() };
-        run.mount.bugs = BugSet::parse_list("map-pages-unlocked").expect("catalogue id");
-        let cfg = SweepConfig {
-            seeds: SeedRange { start: 1200, end: 1300 },
-            crash: CrashConfig { violations_per_workload: 1, ..CrashConfig::default() },
-            jobs,
-            budget: None,
-            fail_fast: true,
-        };
-        let mut s = sweep::run(&DaxfsTarget::new(run), &cfg, &|_| {}).expect("valid sweep options");
+        let mut s = sweep_jobs("map-pages-unlocked", 1200..1300, jobs);
         s.elapsed_s = 0.0;
         s.states_per_s = 0.0;
         s
