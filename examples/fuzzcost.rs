@@ -1,5 +1,7 @@
-//! Cost of the crash_workload fuzz harness per input: `fuzzcost STATES RECOVERY_STATES POINTS`
-//! over 60 seed inputs (total, median, slowest).
+//! Cost and yield of the crash_workload fuzz harness per input:
+//! `fuzzcost STATES RECOVERY_STATES POINTS [RECOVERY_CRASHES [MEDIA_FAULTS]]` over 60 seed
+//! inputs, or over the files of `FUZZCOST_DIR`; `CRASHSIM_BUGS` enables bugs. Prints total,
+//! median and slowest seconds per input, and how many inputs the harness failed, by the class of the first violation.
 use crashsim::fuzzing::FuzzConfig;
 use crashsim::workload::Workload;
 
@@ -7,18 +9,42 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let spp: usize = args[1].parse().unwrap();
     let rc: usize = args[2].parse().unwrap();
-    let mut cfg = FuzzConfig::from_bug_list("").unwrap();
+    let mut cfg = FuzzConfig::from_env().unwrap();
     cfg.crash.states_per_point = spp;
     cfg.crash.recovery_crash.states_per_point = rc;
     cfg.crash.points_per_workload = args[3].parse().unwrap();
+    if let Some(a) = args.get(4) {
+        cfg.crash.recovery_crash.crashes_per_state = a.parse().unwrap();
+    }
+    if let Some(a) = args.get(5) {
+        cfg.crash.media_faults_per_point = a.parse().unwrap();
+    }
+    let inputs: Vec<Vec<u8>> = match std::env::var("FUZZCOST_DIR") {
+        Ok(dir) => {
+            let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+            files.sort();
+            files.iter().map(|f| std::fs::read(f).unwrap()).collect()
+        }
+        Err(_) => (0..60u64).map(Workload::seed_input).collect(),
+    };
     let mut times = Vec::new();
-    for seed in 0..60u64 {
-        let bytes = Workload::seed_input(seed);
+    let mut failed = 0usize;
+    let mut classes = std::collections::BTreeMap::<String, usize>::new();
+    for bytes in &inputs {
         let t = std::time::Instant::now();
-        let _ = crashsim::fuzzing::crash_workload(&bytes, &cfg);
+        if let Err(f) = crashsim::fuzzing::crash_workload(bytes, &cfg) {
+            failed += 1;
+            let class = f.summary.split("headline: ").nth(1).and_then(|r| r.split(':').next()).unwrap_or("?");
+            *classes.entry(class.to_string()).or_default() += 1;
+        }
         times.push(t.elapsed().as_secs_f64());
     }
     let total: f64 = times.iter().sum();
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    println!("spp {spp} rc {rc}: total {total:.2}s median {:.4}s max {:.2}s", times[30], times[59]);
+    let n = times.len();
+    println!(
+        "spp {spp} rc {rc}: {n} inputs, total {total:.2}s median {:.4}s max {:.2}s, failed {failed} {classes:?}",
+        times[n / 2],
+        times[n - 1]
+    );
 }

@@ -127,6 +127,16 @@ pub trait Target: Sync {
         0
     }
 
+    /// This target with every setting it derives from a workload's contents fixed to the
+    /// value `workload` gives it, so the minimizer's smaller workloads keep it; `None` when
+    /// nothing is derived.
+    fn fixed_for(&self, _workload: &Self::Workload) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
     /// Smaller variants of `workload` to try when minimizing, most aggressive first; each
     /// must pass [`Target::validate_workload`]. Empty: the workload is not shrunk.
     fn shrink(&self, _workload: &Self::Workload) -> Vec<Self::Workload> {

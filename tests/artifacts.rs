@@ -69,6 +69,59 @@ fn daxfs_bug_artifact_reproduces_and_minimizes() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// The sweep's daxfs target (2 MiB PMD, policy per workload) with `bug`, and the artifact of
+/// the first violation on `seed`.
+fn daxfs_artifact(bug: &str, seed: u64, out: &Path) -> (DaxfsTarget, PathBuf) {
+    let mut config = RunConfig { policy_per_workload: true, ..RunConfig::default() };
+    config.mount.bugs = BugSet::parse_list(bug).unwrap();
+    let target = DaxfsTarget::new(config);
+    let cfg = CrashConfig { violations_per_workload: 1, ..CrashConfig::default() };
+    let report = explore_seed(&target, &cfg, seed).unwrap();
+    let v = report.violations.first().expect("the seed finds a violation");
+    let src = ArtifactSource::seed(&target, seed);
+    let w = target.workload_from_seed(seed);
+    let dir = write_artifact(&target, &cfg, &src, &w, v, out, &artifact_name(Some(seed), v)).unwrap();
+    (target, dir)
+}
+
+/// A race found by a random 4-thread workload: removing operations must keep the surviving
+/// threads' interleaving (steered shrinking), or the race is lost long before 8 operations.
+#[test]
+fn minimizing_a_race_keeps_its_interleaving() {
+    let out = scratch("race");
+    let (target, dir) = daxfs_artifact("no-entry-lock", 136, &out);
+    let loaded = artifact::load(&dir).unwrap();
+    assert!(loaded.manifest.crash_point.is_none(), "a run-time violation");
+    let min = artifact::minimize(&target, &loaded, &out.join("min"), false).unwrap();
+    assert_eq!(min.violation.class, loaded.manifest.class());
+    assert!(min.after.ops <= 8 && min.after.ops < min.before.ops, "{min:?}");
+    // The manifest pins the allocation policy the original hashed to, so repro needs no
+    // knowledge of the shrinking.
+    let again = artifact::load(&min.path).unwrap();
+    let fixed = DaxfsTarget::from_config_json(&again.manifest.target_config).unwrap();
+    assert!(!fixed.config.policy_per_workload);
+    assert!(artifact::repro(&fixed, &again).unwrap().reproduced);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A crash violation: delta debugging of the persisted set leaves fewer persisted units than
+/// the crash state the sweep found (before it, minimizing this artifact gave 262,176).
+#[test]
+fn minimizing_a_crash_violation_shrinks_the_persisted_set() {
+    let out = scratch("persisted");
+    let (target, dir) = daxfs_artifact("commit-before-log-fenced", 0, &out);
+    let loaded = artifact::load(&dir).unwrap();
+    assert!(loaded.manifest.crash_point.is_some() && loaded.manifest.persisted_count > 0);
+    let min = artifact::minimize(&target, &loaded, &out.join("min"), false).unwrap();
+    assert_eq!(min.violation.class, loaded.manifest.class());
+    assert!(min.after.persisted_units < min.before.persisted_units, "{min:?}");
+    assert!(min.after.ops <= 8, "{min:?}");
+    let again = artifact::load(&min.path).unwrap();
+    let fixed = DaxfsTarget::from_config_json(&again.manifest.target_config).unwrap();
+    assert!(artifact::repro(&fixed, &again).unwrap().reproduced);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 /// Loads and repros `dir`; Ok(reproduced) or the error.
 fn try_repro(dir: &Path) -> Result<bool, ArtifactError> {
     let loaded = artifact::load(dir)?;

@@ -232,3 +232,19 @@ fn empty_trace_has_one_crash_point_at_the_end() {
 }
 
 const GOLDEN_DIGEST: u64 = 0x696c_8d0c_88de_9b8b;
+
+#[test]
+fn choice_serializes_run_length_and_reads_plain_lists() {
+    let mut line_prefix = vec![0u32; 32_768];
+    line_prefix[7] = 8;
+    let choice = Choice { line_prefix, nt_mask: vec![true, true, false] };
+    let json = serde_json::to_string(&choice).unwrap();
+    assert_eq!(json, r#"{"line_prefix":[[0,7],[8,1],[0,32760]],"nt_mask":[[true,2],[false,1]]}"#);
+    assert_eq!(serde_json::from_str::<Choice>(&json).unwrap(), choice);
+    // Manifests written before the encoding still load.
+    let plain: Choice = serde_json::from_str(r#"{"line_prefix":[1,0,2],"nt_mask":[false]}"#).unwrap();
+    assert_eq!(plain, Choice { line_prefix: vec![1, 0, 2], nt_mask: vec![false] });
+    // A corrupt count is an error, not a huge allocation.
+    let huge = r#"{"line_prefix":[[0,4294967295],[1,4294967295]],"nt_mask":[]}"#;
+    assert!(serde_json::from_str::<Choice>(huge).is_err());
+}

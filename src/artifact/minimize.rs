@@ -3,16 +3,28 @@
 //! 1. Workload: the target's [`Target::shrink`] candidates (threads, schedule, chunks of
 //!    operations from halves down to single operations, options), most aggressive first; the
 //!    first candidate that still shows the class is taken and the search restarts from it.
+//!    Removals are steered so the surviving threads keep their interleaving (see the daxfs
+//!    target's shrink); a target that derives settings from the workload's contents (daxfs's
+//!    per-workload allocation policy) has them fixed first ([`Target::fixed_for`]).
 //! 2. Persisted set: the shrunk workload is explored again and, among its violations of the
-//!    class, the one with the fewest persisted units is kept.
+//!    class, the one with the fewest persisted units is taken. Then delta debugging on that
+//!    crash state: its pending lines and non-temporal units are the items, complements of
+//!    ever smaller chunks are dropped while the class still shows, and each kept line's
+//!    prefix is lowered to the shortest that still shows it. (States inside a crashed recovery
+//!    and media-fault states keep their choice as found.)
 //!
-//! Every candidate is judged by a full exploration with the artifact's crash config, so the
-//! result is an ordinary artifact: `input.bin` holds the workload as JSON (`input.kind: json`).
+//! Every workload candidate is judged by a full exploration with the artifact's crash config
+//! (run-time violations by the run alone), every persisted-set candidate by recovering that one
+//! image, so the result is an ordinary artifact: `input.bin` holds the workload as JSON
+//! (`input.kind: json`).
 
 use std::path::{Path, PathBuf};
 
 use crate::check::{Violation, ViolationClass};
-use crate::crash::{CrashConfig, explore_workload, replay_run};
+use std::sync::Arc;
+
+use crate::crash::{CrashConfig, attach_crash, explore_workload, judge_image, replay_run};
+use crate::pmem::{Backing, Choice, View};
 use crate::target::Target;
 
 use super::{ArtifactError, ArtifactSource, InputKind, Loaded, workload_of, write_artifact};
@@ -52,6 +64,8 @@ pub fn minimize<T: Target>(
     let m = &loaded.manifest;
     let class = m.class();
     let mut workload = workload_of(target, loaded)?;
+    let fixed = target.fixed_for(&workload);
+    let target = fixed.as_ref().unwrap_or(target);
     let mut runs = 0usize;
     // A run-time violation is judged by the run alone: no crash state can make a run-time
     // class, so a candidate that lost it need not be crash-explored to say so.
@@ -90,7 +104,9 @@ pub fn minimize<T: Target>(
             .next()
             .ok_or_else(|| ArtifactError::Replay(format!("{class} vanished on the minimized workload")))?
     } else {
-        smallest_persisted(target, &m.crash, m.stream_seed, &workload, class)?
+        let found = smallest_persisted(target, &m.crash, m.stream_seed, &workload, class)?;
+        runs += 1;
+        fewest_units(target, &m.crash, &workload, found, &mut runs)?
     };
     runs += 1;
     let trace_events = replay_run(target, &workload).map_err(ArtifactError::Replay)?.trace.len();
@@ -139,6 +155,109 @@ fn smallest_persisted<T: Target>(
     all.into_iter()
         .min_by_key(|v| v.evidence.persisted_count)
         .ok_or_else(|| ArtifactError::Replay(format!("{class} vanished on the minimized workload")))
+}
+
+/// Delta debugging of the persisted set of `found`'s crash state (module doc, step 2): returns
+/// `found` itself when nothing smaller shows the class, or a violation of the same class at the
+/// same crash point with fewer persisted units and fresh evidence.
+fn fewest_units<T: Target>(
+    target: &T,
+    crash: &CrashConfig,
+    workload: &T::Workload,
+    found: Violation,
+    runs: &mut usize,
+) -> Result<Violation, ArtifactError> {
+    let e = &found.evidence;
+    let (Some(point), Some(choice)) = (e.crash_point, e.choice.clone()) else { return Ok(found) };
+    if e.recovery_crash_point.is_some() || e.media_fault.is_some() || e.persisted_count == 0 {
+        return Ok(found);
+    }
+    let class = found.class;
+    let replay = replay_run(target, workload).map_err(ArtifactError::Replay)?;
+    let state = replay.state_at(crash.model, point);
+    let judge = |c: &Choice, runs: &mut usize| -> Option<Violation> {
+        *runs += 1;
+        let view = View::new(&state, c).ok()?;
+        let image: Arc<dyn Backing> = Arc::new(view);
+        let found = judge_image(target, crash.model, image, &replay.record, point, None).ok()?;
+        found.into_iter().find(|v| v.class == class)
+    };
+    let budget = |runs: &usize| *runs < MINIMIZE_RUNS_MAX;
+    // Items: pending lines with a persisted prefix, then persisted non-temporal units.
+    let items: Vec<Item> = (choice.line_prefix.iter().enumerate().filter(|(_, p)| **p > 0))
+        .map(|(i, _)| Item::Line(i))
+        .chain(choice.nt_mask.iter().enumerate().filter(|(_, m)| **m).map(|(k, _)| Item::Nt(k)))
+        .collect();
+    let with = |keep: &[Item]| -> Choice {
+        let mut c = state.choice_none();
+        for item in keep {
+            match *item {
+                Item::Line(i) => c.line_prefix[i] = choice.line_prefix[i],
+                Item::Nt(k) => c.nt_mask[k] = true,
+            }
+        }
+        c
+    };
+    let mut keep = items;
+    let mut best = None;
+    if let Some(v) = judge(&with(&[]), runs) {
+        keep.clear();
+        best = Some((with(&[]), v));
+    }
+    let mut parts = 2usize;
+    while keep.len() > 1 && budget(runs) {
+        let chunk = keep.len().div_ceil(parts);
+        let mut dropped = false;
+        for start in (0..keep.len()).step_by(chunk) {
+            if !budget(runs) {
+                break;
+            }
+            let mut rest = keep.clone();
+            rest.drain(start..(start + chunk).min(keep.len()));
+            let c = with(&rest);
+            if let Some(v) = judge(&c, runs) {
+                keep = rest;
+                best = Some((c, v));
+                parts = (parts - 1).max(2);
+                dropped = true;
+                break;
+            }
+        }
+        if !dropped {
+            if parts >= keep.len() {
+                break;
+            }
+            parts = (parts * 2).min(keep.len());
+        }
+    }
+    // Shortest prefix of each kept line that still shows the class.
+    let mut current = best.as_ref().map_or_else(|| with(&keep), |(c, _)| c.clone());
+    for item in &keep {
+        let Item::Line(i) = *item else { continue };
+        for shorter in 1..current.line_prefix[i] {
+            if !budget(runs) {
+                break;
+            }
+            let mut c = current.clone();
+            c.line_prefix[i] = shorter;
+            if let Some(v) = judge(&c, runs) {
+                current = c.clone();
+                best = Some((c, v));
+                break;
+            }
+        }
+    }
+    let Some((choice, mut v)) = best else { return Ok(found) };
+    attach_crash(&mut v, &replay.trace, &state, &choice);
+    Ok(v)
+}
+
+/// A unit of the persisted set: a pending line's whole persisted prefix, or one
+/// non-temporal store.
+#[derive(Copy, Clone, Debug)]
+enum Item {
+    Line(usize),
+    Nt(usize),
 }
 
 fn split_out(out: &Path) -> Result<(PathBuf, String), ArtifactError> {

@@ -20,8 +20,9 @@ const RANDOM_DRAWS_PER_STATE: usize = 4;
 pub enum Strategy {
     /// Every choice, when their number fits the per-point budget; otherwise [`Strategy::Bounded`].
     Exhaustive,
-    /// None persisted, all persisted, each line varied alone, pairs of lines, each
-    /// non-temporal unit alone, then seeded random samples, up to the budget.
+    /// None persisted, all persisted, each line persisted alone and lost alone, each line's
+    /// partial prefixes, pairs of lines, each non-temporal unit alone, then seeded random
+    /// samples, up to the budget.
     #[default]
     Bounded,
 }
@@ -74,12 +75,19 @@ fn bounded(state: &CrashState, mut rng: SimRng, states_max: usize) -> impl Itera
     let lines = state.lines.len();
     let none = state.choice_none();
     let all = state.choice_all();
-    let singles = (0..lines).flat_map(move |i| {
+    // Each line whole first (persisted alone, lost alone), then its partial prefixes: a small
+    // budget sees every line on its own before it sees torn lines.
+    let wholes = (0..lines).flat_map(move |i| {
         let n = state.lines[i].units.len() as u32;
-        let alone = (1..=n).map(move |k| with_line(state.choice_none(), i, k));
-        let rest_all = (0..n).map(move |k| with_line(state.choice_all(), i, k));
+        [with_line(state.choice_none(), i, n), with_line(state.choice_all(), i, 0)]
+    });
+    let partials = (0..lines).flat_map(move |i| {
+        let n = state.lines[i].units.len() as u32;
+        let alone = (1..n).map(move |k| with_line(state.choice_none(), i, k));
+        let rest_all = (1..n).map(move |k| with_line(state.choice_all(), i, k));
         alone.chain(rest_all)
     });
+    let singles = wholes.chain(partials);
     let pairs = (0..lines).flat_map(move |i| {
         (i + 1..lines).flat_map(move |j| {
             let (ni, nj) = (state.lines[i].units.len() as u32, state.lines[j].units.len() as u32);

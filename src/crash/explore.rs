@@ -82,6 +82,31 @@ pub fn explore_workload<T: Target>(
     Ok(report)
 }
 
+/// `cap` of `points`, in trace order (the tracker only moves forward), spread over the call
+/// sites of the events the points precede: round after round, one seeded pick from each site
+/// that has points left. A zeroing loop's thousand fences and a journal commit's one each get a
+/// turn, so the rare persistence step is not drowned by the common one.
+fn sample_by_site(trace: &Trace, points: Vec<CrashPoint>, cap: usize, mut rng: SimRng) -> Vec<CrashPoint> {
+    let mut by_site: std::collections::BTreeMap<&str, Vec<CrashPoint>> = std::collections::BTreeMap::new();
+    for p in points {
+        let site = if p.0 < trace.len() { trace.event(p.0).site } else { "end of run" };
+        by_site.entry(site).or_default().push(p);
+    }
+    let mut groups: Vec<Vec<CrashPoint>> = by_site.into_values().collect();
+    let mut keep = Vec::with_capacity(cap);
+    while keep.len() < cap {
+        for g in groups.iter_mut().filter(|g| !g.is_empty()) {
+            if keep.len() == cap {
+                break;
+            }
+            let i = rng.random_range(0..g.len());
+            keep.push(g.swap_remove(i));
+        }
+    }
+    keep.sort_unstable();
+    keep
+}
+
 struct Explorer<'a, T: Target> {
     target: &'a T,
     cfg: &'a CrashConfig,
@@ -108,16 +133,8 @@ impl<T: Target> Explorer<'_, T> {
         let mut points = crash_points(self.trace, self.cfg.granularity);
         let cap = self.cfg.points_per_workload;
         if cap > 0 && points.len() > cap {
-            // A seeded sample, kept in trace order (the tracker only moves forward).
-            let mut rng = rng_from_seed(stream(self.seed, CrashPoint(0), 3));
-            let mut keep: Vec<usize> = (0..points.len()).collect();
-            for i in 0..cap {
-                let j = rng.random_range(i..keep.len());
-                keep.swap(i, j);
-            }
-            keep.truncate(cap);
-            keep.sort_unstable();
-            points = keep.into_iter().map(|i| points[i]).collect();
+            let rng = rng_from_seed(stream(self.seed, CrashPoint(0), 3));
+            points = sample_by_site(self.trace, points, cap, rng);
         }
         for point in points {
             if self.full() {
@@ -328,4 +345,34 @@ fn stream(seed: u64, point: CrashPoint, purpose: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pmem::{FlushKind, PmemAddr};
+    use crate::rng::rng_from_seed;
+
+    #[test]
+    fn the_point_sample_gives_every_site_a_turn() {
+        let mut dev = Device::new(1 << 16);
+        for i in 0..100u64 {
+            dev.store_u64(PmemAddr(i * 64), i, "zero_range").unwrap();
+            dev.flush(PmemAddr(i * 64), 64, FlushKind::Clwb, "zero_range").unwrap();
+            dev.fence("zero_range").unwrap();
+        }
+        dev.store_u64(PmemAddr(0), 1, "commit").unwrap();
+        dev.fence("commit").unwrap();
+        let trace = dev.trace().clone();
+        let points = crash_points(&trace, crate::pmem::Granularity::Fence);
+        let commit = *points.iter().find(|p| p.0 < trace.len() && trace.event(p.0).site == "commit").unwrap();
+        for seed in 0..20 {
+            let sample = sample_by_site(&trace, points.clone(), 3, rng_from_seed(seed));
+            assert_eq!(sample.len(), 3);
+            assert!(sample.windows(2).all(|w| w[0] < w[1]), "trace order, no repeats: {sample:?}");
+            // The commit fence and the end of the run are sites of their own.
+            assert!(sample.contains(&commit) && sample.contains(&CrashPoint(trace.len())), "{sample:?}");
+            assert_eq!(sample, sample_by_site(&trace, points.clone(), 3, rng_from_seed(seed)));
+        }
+    }
 }

@@ -13,7 +13,7 @@ mod guard;
 mod replay;
 
 pub use enumerate::{Strategy, choices, random_choice};
-pub use evidence::last_writer;
+pub use evidence::{attach_crash, last_writer};
 pub use explore::{WorkloadReport, explore_seed, explore_workload};
 pub use guard::guarded;
 pub use replay::{RecoveryCrash, Replay, judge_image, replay_run};
@@ -73,7 +73,8 @@ pub struct CrashConfig {
     #[serde(default)]
     pub media_faults_per_point: usize,
     /// Explore at most this many crash points per workload, a seeded sample spread over the
-    /// trace (0: every crash point, the default). Fuzzing bounds it to keep each input cheap.
+    /// call sites of the persistence steps they precede (0: every crash point, the default).
+    /// Fuzzing bounds it to keep each input cheap.
     #[serde(default)]
     pub points_per_workload: usize,
 }

@@ -16,7 +16,7 @@ use crate::daxfs::ops::PageIo;
 use crate::daxfs::tag::{DataTag, Word};
 use crate::daxfs::{BLOCK_BYTES, FsError, Ino};
 use crate::pmem::Device;
-use crate::sched::{Executor, RunEnd, Sched};
+use crate::sched::{Executor, Picks, Ran, RunEnd, Sched, Step};
 use crate::workload::{Op, Workload};
 use record::{Ack, DataEvent, FileLife, RunRecord};
 
@@ -112,6 +112,11 @@ pub struct RunOutput {
     pub end: RunEnd,
     /// Result of every operation, by thread, for tests and `show`.
     pub results: Vec<Vec<Result<(), Errno>>>,
+    /// Every scheduling step: its thread, labelled with the index of the operation it ran in.
+    pub steps: Vec<Step>,
+    /// The indexed schedule that repeats this run (the workload's own, up to where it was used
+    /// up, unless the run was steered).
+    pub schedule: Vec<u8>,
 }
 
 struct FileRef {
@@ -144,6 +149,21 @@ pub fn run(workload: &Workload, config: &RunConfig) -> Result<RunOutput, FsError
 
 /// Runs `workload` on `device` (already formatted).
 pub fn run_on(workload: &Workload, config: &RunConfig, device: Device) -> Result<RunOutput, FsError> {
+    run_picked(workload, config, device, Picks::Indexed(&workload.schedule))
+}
+
+/// Runs `workload` steered by thread indexes instead of its schedule ([`Picks::Named`]); the
+/// output's `schedule` is the indexed schedule that repeats the run.
+pub fn run_steered(workload: &Workload, config: &RunConfig, threads: &[u8]) -> Result<RunOutput, FsError> {
+    run_picked(workload, config, config.format()?, Picks::Named(threads))
+}
+
+fn run_picked(
+    workload: &Workload,
+    config: &RunConfig,
+    device: Device,
+    picks: Picks<'_>,
+) -> Result<RunOutput, FsError> {
     let sched = Sched::new();
     let fs = DaxFs::mount(device, config.mount_for(workload), Rc::clone(&sched))?;
     let world = World {
@@ -169,8 +189,10 @@ pub fn run_on(workload: &Workload, config: &RunConfig, device: Device) -> Result
                 }
             });
         }
-        ex.run(&workload.schedule, |key| !h.fs.state().pinned(key))
+        let op_of = |t: usize| results[t].borrow().len() as u32;
+        ex.run_logged(picks, |key| !h.fs.state().pinned(key), op_of)
     };
+    let Ran { end, steps, schedule } = end;
     let Harness { fs, world } = h;
     let mut world = world.into_inner();
     static RECORD_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -194,6 +216,8 @@ pub fn run_on(workload: &Workload, config: &RunConfig, device: Device) -> Result
         record: world.record,
         end,
         results: results.into_iter().map(RefCell::into_inner).collect(),
+        steps,
+        schedule,
     })
 }
 

@@ -37,12 +37,26 @@ pub const IMAGE_DEVICE_BYTES: u64 = 4 << 20;
 /// `--pmd-blocks`).
 pub const PMD_BLOCKS: u64 = 8;
 /// Crash states per crash point while fuzzing (the sweep default is 256): libFuzzer prefers
-/// many cheap executions; the bounded strategy still tries all-persisted and none-persisted.
-pub const STATES_PER_POINT: usize = 16;
-/// Crash points explored per fuzz input, a seeded sample (a sweep explores every one). Inputs
-/// with a thousand fence points otherwise cost a minute each; measured on 60 seed inputs this
-/// and [`STATES_PER_POINT`] bring the mean from 1.5 s to 70 ms per input.
-pub const POINTS_PER_INPUT: usize = 32;
+/// many cheap executions; the bounded strategy still tries none-persisted, all-persisted and
+/// then each line persisted alone and lost alone.
+pub const STATES_PER_POINT: usize = 8;
+/// Crash points explored per explored input, a seeded sample spread over the persistence steps'
+/// call sites (a sweep explores every one). Inputs with a thousand fence points otherwise cost
+/// a minute each.
+pub const POINTS_PER_INPUT: usize = 16;
+/// One input in this many (chosen by a hash of its bytes, so a saved crash input is explored
+/// again when replayed) is crash-explored; every input gets the run-time oracle. A run costs
+/// about a millisecond and a crash exploration about fifty (`examples/fuzzcost`), and the
+/// run-time races need many interleavings while the crash bugs show on a tenth or more of the
+/// corpus inputs, so this buys about three times the executions for both.
+pub const EXPLORE_ONE_IN: u64 = 4;
+/// Violations collected from one failing input before the harness reports the most basic
+/// (only failing inputs pay for it).
+pub const VIOLATIONS_PER_INPUT: usize = 32;
+/// Crash points and states per point of the wider exploration a failing input gets before the
+/// harness names its violation.
+pub const WIDENED_POINTS: usize = 64;
+pub const WIDENED_STATES: usize = 64;
 
 /// What every harness runs with. Built once per process.
 #[derive(Clone, Debug)]
@@ -50,6 +64,10 @@ pub struct FuzzConfig {
     pub bugs: BugSet,
     pub run: RunConfig,
     pub crash: CrashConfig,
+    /// `crash_workload` crash-explores the inputs whose hash is 0 modulo this (1: every input).
+    pub explore_one_in: u64,
+    /// The exploration a failing input gets before its violation is named.
+    pub widened: CrashConfig,
 }
 
 /// `CRASHSIM_BUGS` names an id that is not in the catalogue.
@@ -75,10 +93,12 @@ impl FuzzConfig {
             states_per_point: STATES_PER_POINT,
             points_per_workload: POINTS_PER_INPUT,
             recovery_crash: RecoveryCrashConfig { states_per_point: 1, crashes_per_state: 2 },
-            violations_per_workload: 1,
+            violations_per_workload: VIOLATIONS_PER_INPUT,
             ..CrashConfig::default()
         };
-        FuzzConfig { bugs, run, crash }
+        let widened =
+            CrashConfig { states_per_point: WIDENED_STATES, points_per_workload: WIDENED_POINTS, ..crash };
+        FuzzConfig { bugs, run, crash, explore_one_in: EXPLORE_ONE_IN, widened }
     }
 
     /// Parses a `CRASHSIM_BUGS` value (empty: the fixed model).

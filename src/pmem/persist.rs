@@ -86,10 +86,62 @@ pub struct CrashState {
 /// Which pending units persisted: for each pending line (index-aligned with
 /// [`CrashState::lines`]) how many of its units, in program order; for each pending
 /// non-temporal unit, whether it did.
+///
+/// Serialized run-length encoded (`[[value, count], ...]`): a crash inside a 2 MiB zeroing has
+/// 32,768 pending lines, nearly all alike. A plain list of values is read too.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Choice {
+    #[serde(with = "runs")]
     pub line_prefix: Vec<u32>,
+    #[serde(with = "runs")]
     pub nt_mask: Vec<bool>,
+}
+
+/// Run-length serde for [`Choice`]'s vectors.
+mod runs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize + PartialEq + Copy, S: Serializer>(
+        v: &[T],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut runs: Vec<(T, u32)> = Vec::new();
+        for &x in v {
+            match runs.last_mut() {
+                Some((value, count)) if *value == x => *count += 1,
+                _ => runs.push((x, 1)),
+            }
+        }
+        runs.serialize(s)
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form<T> {
+        Plain(Vec<T>),
+        Runs(Vec<(T, u32)>),
+    }
+
+    /// Bound on the decoded length: more than any trace can leave pending, and a corrupt count
+    /// must not size an allocation.
+    const DECODED_MAX: u64 = 1 << 26;
+
+    pub fn deserialize<'de, T: Deserialize<'de> + Copy, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        match Form::<T>::deserialize(d)? {
+            Form::Plain(v) => Ok(v),
+            Form::Runs(runs) => {
+                let total: u64 = runs.iter().map(|&(_, n)| u64::from(n)).sum();
+                if total > DECODED_MAX {
+                    return Err(serde::de::Error::custom(format!(
+                        "{total} entries, more than {DECODED_MAX}"
+                    )));
+                }
+                Ok(runs.into_iter().flat_map(|(x, n)| std::iter::repeat_n(x, n as usize)).collect())
+            }
+        }
+    }
 }
 
 impl CrashState {

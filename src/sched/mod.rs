@@ -203,6 +203,34 @@ pub enum RunEnd {
     Deadlock { steps: usize, blocked: Vec<(usize, Wait)> },
 }
 
+/// How the executor picks the thread for each step.
+#[derive(Copy, Clone, Debug)]
+pub enum Picks<'s> {
+    /// A workload schedule: entry `c` picks runnable thread `c % runnable.len()` (module doc).
+    Indexed(&'s [u8]),
+    /// Thread indexes wanted in order; an entry naming a thread that cannot run at that step
+    /// is passed over. The minimizer steers a shrunk workload with the step order of the
+    /// original and reads back the equivalent [`Ran::schedule`].
+    Named(&'s [u8]),
+}
+
+/// One step: the thread that took it and its label.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub thread: u8,
+    pub label: u32,
+}
+
+/// What [`Executor::run_logged`] did.
+#[derive(Clone, Debug)]
+pub struct Ran {
+    pub end: RunEnd,
+    pub steps: Vec<Step>,
+    /// The indexed schedule that repeats this run: one entry per step taken while picks
+    /// remained (after that both forms pick the lowest-index runnable thread).
+    pub schedule: Vec<u8>,
+}
+
 type Task<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 
 /// Runs threads step by step under a schedule.
@@ -222,19 +250,43 @@ impl<'a> Executor<'a> {
     }
 
     /// Runs to completion or deadlock. `condition_ready(key)` answers [`Wait::Condition`] waits.
-    pub fn run(mut self, schedule: &[u8], condition_ready: impl Fn(u64) -> bool) -> RunEnd {
+    pub fn run(self, schedule: &[u8], condition_ready: impl Fn(u64) -> bool) -> RunEnd {
+        self.run_logged(Picks::Indexed(schedule), condition_ready, |_| 0).end
+    }
+
+    /// Runs under `picks`, logging every step with `label(thread)` taken just before the step
+    /// (the caller's name for what the thread is doing, e.g. its operation index).
+    pub fn run_logged(
+        mut self,
+        picks: Picks<'_>,
+        condition_ready: impl Fn(u64) -> bool,
+        label: impl Fn(usize) -> u32,
+    ) -> Ran {
         let mut cx = Context::from_waker(Waker::noop());
-        let mut next_choice = schedule.iter();
+        let (entries, named) = match picks {
+            Picks::Indexed(s) => (s, false),
+            Picks::Named(s) => (s, true),
+        };
+        let mut next_entry = entries.iter();
+        let mut ran = Ran { end: RunEnd::Done { steps: 0 }, steps: Vec::new(), schedule: Vec::new() };
         for steps in 0..STEPS_MAX {
             let runnable: Vec<usize> =
                 (0..self.tasks.len()).filter(|&t| self.is_runnable(t, &condition_ready)).collect();
             if runnable.is_empty() {
-                return self.end(steps);
+                ran.end = self.end(steps);
+                return ran;
             }
-            let pick = match next_choice.next() {
-                Some(&c) => runnable[c as usize % runnable.len()],
-                None => runnable[0],
+            let position = if named {
+                // Entries naming a thread that cannot run now are passed over.
+                next_entry.by_ref().find_map(|&t| runnable.iter().position(|&r| r == usize::from(t)))
+            } else {
+                next_entry.next().map(|&c| c as usize % runnable.len())
             };
+            if let Some(p) = position {
+                ran.schedule.push(p as u8);
+            }
+            let pick = runnable[position.unwrap_or(0)];
+            ran.steps.push(Step { thread: pick as u8, label: label(pick) });
             self.sched.current.set(pick);
             let task = self.tasks[pick].as_mut().expect("runnable task exists");
             if task.as_mut().poll(&mut cx).is_ready() {
@@ -267,6 +319,12 @@ mod tests {
     use super::*;
 
     fn run_log(schedule: &[u8]) -> (Vec<(usize, u32)>, RunEnd) {
+        let (log, ran) = ran(Picks::Indexed(schedule));
+        (log, ran.end)
+    }
+
+    /// Two lock-taking threads of three iterations each, labelled by iterations done.
+    fn ran(picks: Picks<'_>) -> (Vec<(usize, u32)>, Ran) {
         let sched = Sched::new();
         let log = RefCell::new(Vec::new());
         let mut ex = Executor::new(Rc::clone(&sched));
@@ -281,8 +339,27 @@ mod tests {
                 }
             });
         }
-        let end = ex.run(schedule, |_| true);
-        (log.into_inner(), end)
+        let done = |t: usize| log.borrow().iter().filter(|e| e.0 == t).count() as u32;
+        let ran = ex.run_logged(picks, |_| true, done);
+        (log.into_inner(), ran)
+    }
+
+    #[test]
+    fn named_picks_read_back_as_an_equivalent_schedule() {
+        let named = [1u8, 1, 1, 0, 0, 1, 1, 0, 0, 0, 1];
+        let (log, steered) = ran(Picks::Named(&named));
+        // Thread 1 asked first and got the lock first.
+        assert_eq!(log[0], (1, 0));
+        let (log2, replayed) = ran(Picks::Indexed(&steered.schedule));
+        assert_eq!(log, log2);
+        assert_eq!(steered.steps, replayed.steps);
+        assert_eq!(steered.schedule, replayed.schedule);
+        // The log names each step's thread; steering by it repeats the run.
+        let threads: Vec<u8> = steered.steps.iter().map(|s| s.thread).collect();
+        assert_eq!(ran(Picks::Named(&threads)).1.steps, steered.steps);
+        // Labels count the iterations a thread had finished before its step.
+        let last_of_1 = steered.steps.iter().filter(|s| s.thread == 1).map(|s| s.label).max();
+        assert_eq!(last_of_1, Some(3));
     }
 
     #[test]

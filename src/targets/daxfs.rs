@@ -10,6 +10,7 @@ use crate::exec::crash::{CrashClass, CrashFinding};
 use crate::exec::record::RunRecord;
 use crate::exec::{self, Finding, FindingClass, RunConfig};
 use crate::pmem::{CrashPoint, Device, PmemAddr};
+use crate::sched::Step;
 use crate::target::{RunOutcome, Target, TargetError};
 use crate::workload::{Op, Workload};
 
@@ -31,14 +32,44 @@ impl DaxfsTarget {
 }
 
 /// Shrinking candidates, most aggressive first: drop a thread, cut the schedule, drop chunks
-/// of operations per thread (halves down to single operations), clear options. Only valid ones.
-fn shrink_workload(w: &Workload) -> Vec<Workload> {
-    let mut out = Vec::new();
+/// of operations per thread (halves down to single operations), drop chunks of the step order,
+/// clear options. Only valid ones.
+///
+/// A schedule entry picks among the threads runnable at its step, so dropping an operation
+/// shifts every later entry onto other steps and the interleaving that showed the violation is
+/// lost. Each removal is therefore offered first *steered*: the candidate runs with the
+/// original's step order minus the removed steps ([`exec::run_steered`]) and takes the indexed
+/// schedule that repeats that run. The plain removal follows, for when the shifted schedule is
+/// what keeps the violation.
+fn shrink_workload(config: &RunConfig, w: &Workload) -> Vec<Workload> {
+    let order: Vec<Step> = exec::run(w, config).map(|o| o.steps).unwrap_or_default();
+    let mut removals = Vec::new();
     if w.threads.len() > 1 {
         for t in 0..w.threads.len() {
             let mut c = w.clone();
             c.threads.remove(t);
-            out.push(c);
+            removals.push(Removal { candidate: c, thread: t, ops: None });
+        }
+    }
+    for (t, ops) in w.threads.iter().enumerate() {
+        let mut chunk = ops.len().div_ceil(2);
+        while chunk >= 1 {
+            for start in (0..ops.len()).step_by(chunk) {
+                let end = (start + chunk).min(ops.len());
+                let mut c = w.clone();
+                c.threads[t].drain(start..end);
+                removals.push(Removal { candidate: c, thread: t, ops: Some(start as u32..end as u32) });
+            }
+            if chunk == 1 {
+                break;
+            }
+            chunk = chunk.div_ceil(2);
+        }
+    }
+    let mut out = Vec::new();
+    if !order.is_empty() {
+        for r in &removals {
+            out.push(steered(config, r.candidate.clone(), &r.step_order(&order)));
         }
     }
     if !w.schedule.is_empty() {
@@ -48,18 +79,17 @@ fn shrink_workload(w: &Workload) -> Vec<Workload> {
             out.push(c);
         }
     }
-    for (t, ops) in w.threads.iter().enumerate() {
-        let mut chunk = ops.len().div_ceil(2);
-        while chunk >= 1 {
-            for start in (0..ops.len()).step_by(chunk) {
-                let mut c = w.clone();
-                c.threads[t].drain(start..(start + chunk).min(ops.len()));
-                out.push(c);
+    out.extend(removals.into_iter().map(|r| r.candidate));
+    // The step order itself: drop halves, then quarters of it.
+    if w.threads.len() > 1 {
+        let named: Vec<u8> = order.iter().map(|s| s.thread).collect();
+        for parts in [2, 4] {
+            let chunk = named.len().div_ceil(parts).max(1);
+            for start in (0..named.len()).step_by(chunk) {
+                let mut left = named.clone();
+                left.drain(start..(start + chunk).min(named.len()));
+                out.push(steered(config, w.clone(), &left));
             }
-            if chunk == 1 {
-                break;
-            }
-            chunk = chunk.div_ceil(2);
         }
     }
     if w.options.fault_around {
@@ -68,7 +98,53 @@ fn shrink_workload(w: &Workload) -> Vec<Workload> {
         out.push(c);
     }
     out.retain(|c| c.validate().is_ok() && keeps_pin_discipline(c) && c != w);
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|c| seen.insert(c.clone()));
     out
+}
+
+/// A workload without one thread (`ops: None`) or without a range of one thread's operations.
+struct Removal {
+    candidate: Workload,
+    thread: usize,
+    ops: Option<std::ops::Range<u32>>,
+}
+
+impl Removal {
+    /// The original's step order as thread indexes of the candidate, without the removed steps.
+    /// A thread's first step only reaches the yield before its first operation; it stays
+    /// unless the whole thread goes.
+    fn step_order(&self, order: &[Step]) -> Vec<u8> {
+        let t = self.thread as u8;
+        let first = order.iter().position(|s| s.thread == t);
+        let gone = |(i, s): &(usize, &Step)| {
+            s.thread == t
+                && match &self.ops {
+                    None => true,
+                    Some(ops) => ops.contains(&s.label) && Some(*i) != first,
+                }
+        };
+        let renumber =
+            |(_, s): (usize, &Step)| if self.ops.is_none() && s.thread > t { s.thread - 1 } else { s.thread };
+        order.iter().enumerate().filter(|x| !gone(x)).map(renumber).collect()
+    }
+}
+
+/// `c` with the indexed schedule that repeats its run steered by `threads`; trailing zero
+/// entries are dropped (a used-up schedule picks the lowest runnable thread, as entry 0 does).
+fn steered(config: &RunConfig, mut c: Workload, threads: &[u8]) -> Workload {
+    if c.threads.len() < 2 {
+        c.schedule.clear();
+        return c;
+    }
+    if let Ok(out) = exec::run_steered(&c, config, threads) {
+        let mut schedule = out.schedule;
+        while schedule.last() == Some(&0) {
+            schedule.pop();
+        }
+        c.schedule = schedule;
+    }
+    c
 }
 
 /// The generator's pin rule (`crate::workload` module doc): between a thread's pin and its
@@ -235,7 +311,18 @@ impl Target for DaxfsTarget {
     }
 
     fn shrink(&self, workload: &Workload) -> Vec<Workload> {
-        shrink_workload(workload)
+        shrink_workload(&self.config, workload)
+    }
+
+    /// The allocation policy a workload hashes to, fixed: shrinking changes the hash.
+    fn fixed_for(&self, workload: &Workload) -> Option<Self> {
+        let mut config = self.config.clone();
+        if !config.policy_per_workload {
+            return None;
+        }
+        config.mount.policy = config.mount_for(workload).policy;
+        config.policy_per_workload = false;
+        Some(Self::new(config))
     }
 
     fn describe_word(&self, value: u64) -> Option<String> {
