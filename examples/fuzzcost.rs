@@ -1,7 +1,8 @@
 //! Cost and yield of the crash_workload fuzz harness per input:
-//! `fuzzcost STATES RECOVERY_STATES POINTS [RECOVERY_CRASHES [MEDIA_FAULTS]]` over 60 seed
-//! inputs, or over the files of `FUZZCOST_DIR`; `CRASHSIM_BUGS` enables bugs. Prints total,
-//! median and slowest seconds per input, and how many inputs the harness failed, by the class of the first violation.
+//! `fuzzcost STATES RECOVERY_STATES POINTS [RECOVERY_CRASHES [MEDIA_FAULTS [EXPLORE_ONE_IN]]]`
+//! over 60 seed inputs, or over the files of `FUZZCOST_DIR`; `CRASHSIM_BUGS` enables bugs.
+//! Prints total, median and slowest seconds per input, and how many inputs the harness failed,
+//! by headline class.
 use crashsim::fuzzing::FuzzConfig;
 use crashsim::workload::Workload;
 
@@ -18,6 +19,9 @@ fn main() {
     }
     if let Some(a) = args.get(5) {
         cfg.crash.media_faults_per_point = a.parse().unwrap();
+    }
+    if let Some(a) = args.get(6) {
+        cfg.explore_one_in = a.parse().unwrap();
     }
     let inputs: Vec<Vec<u8>> = match std::env::var("FUZZCOST_DIR") {
         Ok(dir) => {

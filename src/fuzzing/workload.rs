@@ -29,7 +29,7 @@ pub fn crash_workload(bytes: &[u8], cfg: &FuzzConfig) -> Result<(), Failure> {
         // the sampled states may have caught only a consequence of the bug at a later point.
         let wide = explore_workload(&target, &cfg.widened, 0, &workload, None)
             .map_err(|e| harness(e.to_string()))?;
-        violations.extend(wide.violations);
+        violations.extend(wide.violations.into_iter().filter(|v| v.evidence.crash_point.is_some()));
     }
     // The headline violation: the most basic class found (DESIGN §6's order, old contents
     // first), the earliest of that class.
