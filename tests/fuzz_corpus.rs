@@ -1,6 +1,7 @@
-//! Replays every committed corpus input (`corpus/<target>/`) and every local fuzz artifact
-//! (`fuzz/artifacts/<target>/`) through the same harness the fuzz targets run, without
-//! libFuzzer, on the fixed model: all must pass. Also checks the harness catches what it must.
+//! Replays every committed corpus input (`corpus/<target>/`, all four targets) and every local
+//! fuzz artifact (`fuzz/artifacts/<target>/`) through the same harness the fuzz targets run,
+//! without libFuzzer, on the fixed model: all must pass. Also checks the harnesses catch what
+//! they must.
 
 use std::path::{Path, PathBuf};
 
@@ -19,8 +20,15 @@ fn harness(target: &str) -> Harness {
         "crash_workload" => crashsim::fuzzing::crash_workload,
         "mount_image" => crashsim::fuzzing::mount_image,
         "journal_replay" => crashsim::fuzzing::journal_replay,
+        "pmem_model" => pmem_model,
         other => panic!("no harness for {other}"),
     }
+}
+
+/// The `pmem_model` target's check: the crash-state engine against the brute-force model.
+fn pmem_model(bytes: &[u8], _: &FuzzConfig) -> Result<(), Failure> {
+    crashsim::pmem::reference::check_bytes(bytes)
+        .map_err(|summary| Failure { summary, repro: "cargo fuzz run -s none pmem_model FILE".into() })
 }
 
 fn inputs_in(dir: &Path) -> Vec<PathBuf> {
@@ -82,6 +90,11 @@ fn mount_image_corpus_replays_clean() {
 #[test]
 fn journal_replay_corpus_replays_clean() {
     assert!(replay("journal_replay") > 0);
+}
+
+#[test]
+fn pmem_model_corpus_replays_clean() {
+    assert!(replay("pmem_model") > 0);
 }
 
 /// Fixed-model failures `crash_workload` once found, replayed clean: `regression-truncate-zero-
