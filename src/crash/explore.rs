@@ -1,6 +1,6 @@
 //! Exploring one workload: run it, then recover and check every enumerated crash state.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::check::{Violation, ViolationClass};
@@ -48,6 +48,35 @@ pub fn explore_workload<T: Target>(
     workload: &T::Workload,
     only: Option<ViolationClass>,
 ) -> Result<WorkloadReport, TargetError> {
+    explore_inner(target, cfg, stream_seed, workload, only, None)
+}
+
+/// The verdict the engine's fast path (views, dedup, the target's caches) gave one enumerated
+/// crash state; a duplicate state gets the verdict of the first equal state it stands for.
+pub type StateObserver<'o> = dyn FnMut(CrashPoint, &Choice, &[Violation]) + 'o;
+
+/// [`explore_workload`] that also reports every enumerated crash state (media-fault states
+/// excepted) with its verdict to `observe`, for differential tests against a plain path.
+/// Violations are attached no evidence; keep `violations_per_workload` large so nothing stops
+/// early.
+pub fn explore_observed<T: Target>(
+    target: &T,
+    cfg: &CrashConfig,
+    stream_seed: u64,
+    workload: &T::Workload,
+    observe: &mut StateObserver<'_>,
+) -> Result<WorkloadReport, TargetError> {
+    explore_inner(target, cfg, stream_seed, workload, None, Some(observe))
+}
+
+fn explore_inner<T: Target>(
+    target: &T,
+    cfg: &CrashConfig,
+    stream_seed: u64,
+    workload: &T::Workload,
+    only: Option<ViolationClass>,
+    observe: Option<&mut StateObserver<'_>>,
+) -> Result<WorkloadReport, TargetError> {
     let replay = replay_run(target, workload)
         .map_err(|e| TargetError::Other(format!("run of seed {stream_seed}: {e}")))?;
     let mut report = WorkloadReport::default();
@@ -75,6 +104,8 @@ pub fn explore_workload<T: Target>(
         seen: BTreeSet::new(),
         only,
         report,
+        observe,
+        verdicts: BTreeMap::new(),
     };
     explorer.explore(replay.initial);
     let mut report = explorer.report;
@@ -107,7 +138,7 @@ fn sample_by_site(trace: &Trace, points: Vec<CrashPoint>, cap: usize, mut rng: S
     keep
 }
 
-struct Explorer<'a, T: Target> {
+struct Explorer<'a, 'o, T: Target> {
     target: &'a T,
     cfg: &'a CrashConfig,
     seed: u64,
@@ -121,9 +152,13 @@ struct Explorer<'a, T: Target> {
     /// Keep only violations of this class.
     only: Option<ViolationClass>,
     report: WorkloadReport,
+    /// Told every enumerated state's verdict ([`explore_observed`]).
+    observe: Option<&'a mut StateObserver<'o>>,
+    /// The verdict of each checked state, by its dedup key; kept only when observing.
+    verdicts: BTreeMap<(u128, u64), Vec<Violation>>,
 }
 
-impl<T: Target> Explorer<'_, T> {
+impl<T: Target> Explorer<'_, '_, T> {
     fn full(&self) -> bool {
         self.report.violations.len() >= self.cfg.violations_per_workload
     }
@@ -157,7 +192,11 @@ impl<T: Target> Explorer<'_, T> {
             }
             self.report.crash_states += 1;
             let view = View::new(state, &choice).expect("enumerated choices fit their crash state");
-            if !self.seen.insert((view.state_hash(), expectations)) {
+            let key = (view.state_hash(), expectations);
+            if !self.seen.insert(key) {
+                if let Some(observe) = self.observe.as_mut() {
+                    observe(state.point, &choice, &self.verdicts[&key]);
+                }
                 continue;
             }
             self.report.unique_states += 1;
@@ -165,6 +204,10 @@ impl<T: Target> Explorer<'_, T> {
             checked += 1;
             let mut found = self.examine(state.point, view, sample.then_some(&mut recovery_rng));
             found.retain(|v| self.only.is_none_or(|c| v.class == c));
+            if let Some(observe) = self.observe.as_mut() {
+                observe(state.point, &choice, &found);
+                self.verdicts.insert(key, found.clone());
+            }
             for v in &mut found {
                 attach_crash(v, self.trace, state, &choice);
             }

@@ -14,7 +14,7 @@ mod replay;
 
 pub use enumerate::{Strategy, choices, random_choice};
 pub use evidence::{attach_crash, last_writer};
-pub use explore::{WorkloadReport, explore_seed, explore_workload};
+pub use explore::{StateObserver, WorkloadReport, explore_observed, explore_seed, explore_workload};
 pub use guard::guarded;
 pub use replay::{RecoveryCrash, Replay, judge_image, replay_run};
 

@@ -34,8 +34,24 @@ pub struct CrashFinding {
     pub allowed: Option<String>,
 }
 
-/// Checks a recovered file system against the record, as of crash point `point`.
+/// Checks a recovered file system against the record, as of crash point `point`, reusing the
+/// clean verdicts of pages that every state of the point shares.
 pub fn check(store: &MetaStore, dev: &Device, record: &RunRecord, point: usize) -> Vec<CrashFinding> {
+    check_with(store, dev, record, point, true)
+}
+
+/// [`check`] without the page-verdict cache: every word of every state judged afresh.
+pub fn check_plain(store: &MetaStore, dev: &Device, record: &RunRecord, point: usize) -> Vec<CrashFinding> {
+    check_with(store, dev, record, point, false)
+}
+
+fn check_with(
+    store: &MetaStore,
+    dev: &Device,
+    record: &RunRecord,
+    point: usize,
+    cache: bool,
+) -> Vec<CrashFinding> {
     let mut out: Vec<CrashFinding> = fsck(store.meta(), store.geometry())
         .into_iter()
         .map(|p| CrashFinding {
@@ -52,7 +68,7 @@ pub fn check(store: &MetaStore, dev: &Device, record: &RunRecord, point: usize) 
         .collect();
     let landed = record.landed();
     let shareable = Shareable {
-        delta: dev.initial().view_delta(),
+        delta: dev.initial().view_delta().filter(|_| cache),
         recovery_pages: dev.image().written_page_indexes().collect(),
     };
     CLEAN.with(|c| {

@@ -18,11 +18,28 @@ use crate::workload::{Op, Workload};
 #[derive(Clone, Debug, Default)]
 pub struct DaxfsTarget {
     pub config: RunConfig,
+    /// How the crash oracle reaches its verdicts; never part of a manifest (both give the same).
+    pub oracle: OracleMode,
+}
+
+/// The crash oracle's two paths to one verdict.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum OracleMode {
+    /// Reuses a page's clean verdict across the states of a crash point (the engine's path).
+    #[default]
+    Cached,
+    /// Judges every word of every state afresh: the baseline differential tests compare with.
+    Plain,
 }
 
 impl DaxfsTarget {
     pub fn new(config: RunConfig) -> Self {
-        Self { config }
+        Self { config, oracle: OracleMode::Cached }
+    }
+
+    /// The same target with the crash oracle's page cache off.
+    pub fn plain(config: RunConfig) -> Self {
+        Self { config, oracle: OracleMode::Plain }
     }
 
     /// The target a manifest's `target_config` describes.
@@ -275,7 +292,11 @@ impl Target for DaxfsTarget {
         record: &RunRecord,
         point: CrashPoint,
     ) -> Vec<Violation> {
-        exec::crash::check(store, dev, record, point.0).into_iter().map(crash_violation).collect()
+        let findings = match self.oracle {
+            OracleMode::Cached => exec::crash::check(store, dev, record, point.0),
+            OracleMode::Plain => exec::crash::check_plain(store, dev, record, point.0),
+        };
+        findings.into_iter().map(crash_violation).collect()
     }
 
     fn fingerprint(&self, store: &MetaStore, dev: &Device) -> u64 {
