@@ -35,7 +35,7 @@ const BUGS: &[&str] = &[
     "map-sync-ignored",
 ];
 
-const SEEDS_PER_CONFIG: u64 = 12;
+const SEEDS_PER_CONFIG: u64 = 8;
 const SEEDS_FULL: u64 = 300;
 
 /// The crash image of `choice`, built without a view: a private copy of the durable base with
@@ -143,7 +143,7 @@ fn sweep<B: AsRef<str> + Sync>(configs: &[B], seeds: std::ops::Range<u64>, state
 
 #[test]
 fn fast_and_plain_verdicts_agree_on_a_slice() {
-    sweep(BUGS, 0..SEEDS_PER_CONFIG, 16);
+    sweep(BUGS, 0..SEEDS_PER_CONFIG, 8);
 }
 
 /// The full range; `DIFF_SEEDS=A..B` and `DIFF_BUGS=id,...` (`none` for no bug) narrow it.
@@ -158,5 +158,5 @@ fn fast_and_plain_verdicts_agree_on_the_full_range() {
         || BUGS.iter().map(|b| b.to_string()).collect(),
         |s| s.split(',').map(|b| if b == "none" { String::new() } else { b.to_string() }).collect(),
     );
-    sweep(&bugs, seeds, 16);
+    sweep(&bugs, seeds, 8);
 }

@@ -173,10 +173,22 @@ pub struct FsState {
     pub pins: Vec<Option<PinRec>>,
     /// Last transaction that changed each inode's metadata (MAP_SYNC / fsync need it durable).
     pub last_tid: BTreeMap<u32, Tid>,
+    /// The blocks the latest truncate, punch or unlink of each inode freed: pages
+    /// `first..last` in transaction `tid` (absent: it freed nothing). Written under the inode's
+    /// `i_rwsem` held exclusive, so it names that operation until the inode's next shrink.
+    pub last_freed: BTreeMap<u32, Freed>,
     /// Inodes unlinked in this mount, oldest first. The model has no open count, so instead of
     /// an orphan list `create` reuses these numbers last: an operation that resolved the old
     /// file before the unlink must not land in a new file that got the same number.
     pub unlinked: Vec<u32>,
+}
+
+/// File pages `first..last` whose blocks transaction `tid` freed.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Freed {
+    pub first: u64,
+    pub last: u64,
+    pub tid: Tid,
 }
 
 /// A mounted daxfs.
@@ -204,6 +216,7 @@ impl DaxFs {
             maps: Vec::new(),
             pins: Vec::new(),
             last_tid: BTreeMap::new(),
+            last_freed: BTreeMap::new(),
             unlinked: Vec::new(),
         };
         Ok(DaxFs { sched, st: RefCell::new(st) })

@@ -3,7 +3,7 @@
 
 use super::bugs::Bug;
 use super::fs::{
-    DaxFs, Entry, EntryKind, Errno, FsResult, FsState, MapId, Mapping, PinId, PinRec, Pte, PteTarget,
+    DaxFs, Entry, EntryKind, Errno, Freed, FsResult, FsState, MapId, Mapping, PinId, PinRec, Pte, PteTarget,
 };
 use super::iomap;
 use super::types::*;
@@ -661,8 +661,10 @@ impl FsState {
         if delete {
             records.push(Record::InodeDelete { ino });
         }
+        self.last_freed.remove(&ino.0);
         if !records.is_empty() {
-            self.commit(&records, SITE_FREE)?;
+            let tid = self.commit(&records, SITE_FREE)?;
+            self.last_freed.insert(ino.0, Freed { first, last, tid });
         }
         Ok(())
     }

@@ -24,6 +24,9 @@ pub struct MetaStore {
     /// Absolute journal position of the next slot to write.
     head: u64,
     next_tid: Tid,
+    /// Mount found every transaction with a smaller tid (checkpointed or replayed) and no other:
+    /// what a crash oracle needs to know which of a run's transactions this state holds.
+    mounted_before: Tid,
     /// Every tid up to this one is durable.
     durable: Option<Tid>,
     /// Commit records stored but not yet flushed: (tid, slot position), ascending.
@@ -98,6 +101,7 @@ impl MetaStore {
             ckpt,
             head: scanned.end,
             next_tid,
+            mounted_before: scanned.next_tid,
             durable: next_tid.0.checked_sub(1).filter(|&t| t > 0).map(Tid),
             unflushed: Vec::new(),
         };
@@ -235,6 +239,12 @@ impl MetaStore {
 
     pub fn is_durable(&self, tid: Tid) -> bool {
         self.durable.is_some_and(|d| tid <= d)
+    }
+
+    /// Every transaction of the mounted image's history with a tid below this one is in the
+    /// metadata (checkpointed or replayed at mount), and none at or above it.
+    pub fn mounted_before(&self) -> Tid {
+        self.mounted_before
     }
 
     /// The newest committed transaction, if any.

@@ -66,7 +66,9 @@ fn check_with(
         })
         .take(1)
         .collect();
+    out.extend(check_acked_files(store, record, point));
     let landed = record.landed();
+    let mounted_before = store.mounted_before().0;
     let shareable = Shareable {
         delta: dev.initial().view_delta().filter(|_| cache),
         recovery_pages: dev.image().written_page_indexes().collect(),
@@ -100,7 +102,8 @@ fn check_with(
             });
             continue;
         }
-        let histories: Vec<_> = candidates.iter().map(|&f| (f, record.history(f, point, landed))).collect();
+        let histories: Vec<_> =
+            candidates.iter().map(|&f| (f, record.history(f, point, landed, mounted_before))).collect();
         if let Some(f) = check_file(store, dev, ino, inode.size_bytes / 8, &histories, &shareable) {
             out.push(f);
         }
@@ -108,13 +111,66 @@ fn check_with(
     out
 }
 
+/// Acknowledged existence and size: an fsync or sync that returned before `point` promised the
+/// file, and its size as of the call's start, to every later crash. Exempt: an unlink of the
+/// file that began before the crash, and a truncate below that size that had not finished when
+/// the call began (the size it promised did not reflect it yet).
+fn check_acked_files(store: &MetaStore, record: &RunRecord, point: usize) -> Vec<CrashFinding> {
+    let mut out = Vec::new();
+    for ack in record.acks.iter().filter(|a| a.at <= point) {
+        let Some(acked) = ack.size_bytes else { continue };
+        let Some(life) = record.files.iter().find(|f| f.file_id == ack.file_id) else { continue };
+        if record.unlink_began(ack.file_id, point) {
+            continue;
+        }
+        let inode = store.meta().inodes.get(life.ino.0 as usize).filter(|i| i.live);
+        let size = inode.map(|i| i.size_bytes);
+        let lost = match size {
+            None => true,
+            Some(s) => s < acked && !record.truncated_below(ack.file_id, acked, ack.started_at, point),
+        };
+        if !lost {
+            continue;
+        }
+        let found = size.map_or("no such file".to_string(), |s| format!("size {s}"));
+        out.push(CrashFinding {
+            class: CrashClass::LostWrite,
+            message: format!(
+                "file {} (inode {}) after recovery: {found}, but {} returned at trace event {} \
+                 (began at {}) with the file at size {acked}",
+                ack.file_id,
+                life.ino.0,
+                ack.kind.name(),
+                ack.at,
+                ack.started_at
+            ),
+            ino: Some(life.ino.0),
+            file_id: Some(ack.file_id),
+            word_off: None,
+            pmem_addr: None,
+            found: Some(found),
+            allowed: Some(format!("the file, at least {acked} bytes (acknowledged by {})", ack.kind.name())),
+        });
+        break;
+    }
+    out
+}
+
 /// Pages whose verdict was "clean" at the current crash point, for one record: a data page
 /// that neither the crash state's delta nor recovery wrote has the same bytes in every state of
 /// a crash point (daxfs recovery writes only metadata), so its verdict is reused.
+///
+/// A page's verdict reads its bytes, the file's history as of the point (fixed by the inode,
+/// whose candidate incarnations the point fixes), the block it is mapped to, how many of its
+/// words lie below the recovered size, and which transactions the recovered state holds (the
+/// allocation epoch): the key is all of these but the bytes, which the point shares.
 struct CleanPages {
     key: (u64, usize),
-    pages: BTreeSet<(u32, u64, u64)>,
+    pages: BTreeSet<PageKey>,
 }
+
+/// (inode, page, block, words judged, mounted before tid): everything but the shared bytes.
+type PageKey = (u32, u64, u64, u64, u64);
 
 thread_local! {
     static CLEAN: RefCell<CleanPages> = const { RefCell::new(CleanPages { key: (0, 0), pages: BTreeSet::new() }) };
@@ -156,7 +212,8 @@ fn check_file(
             Some((b, ExtentState::Written)) => {
                 let addr = store.geometry().block_addr(b).0;
                 let shared = shareable.block(addr);
-                let key = (ino.0, page, b.0);
+                let judged = words_end.min(lo + words_per_page) - lo;
+                let key = (ino.0, page, b.0, judged, store.mounted_before().0);
                 if shared && CLEAN.with(|c| c.borrow().pages.contains(&key)) {
                     continue;
                 }

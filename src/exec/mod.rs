@@ -18,7 +18,7 @@ use crate::daxfs::{BLOCK_BYTES, FsError, Ino};
 use crate::pmem::Device;
 use crate::sched::{Executor, Picks, Ran, RunEnd, Sched, Step};
 use crate::workload::{Op, Workload};
-use record::{Ack, DataEvent, FileLife, RunRecord};
+use record::{Ack, AckKind, DataEvent, FileLife, FreedPages, RunRecord, ZeroKind};
 
 /// A run-time finding: the class name is one of DESIGN §6's.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -278,8 +278,10 @@ impl Harness {
     async fn unlink(&self, slot: usize) -> Result<(), Errno> {
         let (ino, file_id) = self.file(slot)?;
         let zero = std::cell::Cell::new(None);
-        self.fs.unlink(ino, || zero.set(Some(self.zero_words(file_id, 0, u64::MAX)))).await?;
-        self.zero_done(&zero);
+        self.fs
+            .unlink(ino, || zero.set(Some(self.zero_words(file_id, 0, u64::MAX, ZeroKind::Unlink))))
+            .await?;
+        self.zero_done(&zero, ino);
         let mut w = self.world.borrow_mut();
         w.files[slot] = None;
         if let Some(life) = w.record.files.iter_mut().rev().find(|f| f.file_id == file_id) {
@@ -290,18 +292,21 @@ impl Harness {
 
     /// Zeroes the reference words `lo..hi` (bytes) of `file_id`: the moment the file stops
     /// mapping them (the unmap step of punch/truncate/unlink).
-    /// Marks the Zero event `index` as committed now (its operation returned).
-    fn zero_done(&self, index: &std::cell::Cell<Option<usize>>) {
+    /// Marks the Zero event `index` as committed now (its operation on `ino` returned), with
+    /// the blocks it freed.
+    fn zero_done(&self, index: &std::cell::Cell<Option<usize>>, ino: Ino) {
         let now = self.trace_pos();
+        let last_freed = self.fs.state().last_freed.get(&ino.0).copied();
         let mut w = self.world.borrow_mut();
         if let Some(i) = index.get()
-            && let DataEvent::Zero { done, .. } = &mut w.record.events[i]
+            && let DataEvent::Zero { done, freed, .. } = &mut w.record.events[i]
         {
             *done = now;
+            *freed = last_freed.map(|f| FreedPages { first: f.first, last: f.last, tid: f.tid.0 });
         }
     }
 
-    fn zero_words(&self, file_id: u32, lo: u64, hi: u64) -> usize {
+    fn zero_words(&self, file_id: u32, lo: u64, hi: u64, kind: ZeroKind) -> usize {
         let at = self.fs.state().dev.trace().len();
         let mut w = self.world.borrow_mut();
         if let Some(f) = w.files.iter_mut().flatten().find(|f| f.file_id == file_id) {
@@ -316,6 +321,8 @@ impl Harness {
             lo: lo / 8,
             hi: hi.saturating_add(7) / 8,
             done: usize::MAX,
+            kind,
+            freed: None,
         });
         w.record.events.len() - 1
     }
@@ -551,7 +558,15 @@ impl Harness {
             .await
     }
 
-    fn ack(&self, file_id: u32, lo: u64, hi: u64, before: (usize, usize), data_only: bool) {
+    fn ack(
+        &self,
+        file_id: u32,
+        lo: u64,
+        hi: u64,
+        before: (usize, usize),
+        kind: AckKind,
+        size_bytes: Option<u64>,
+    ) {
         let at = self.trace_pos();
         let (events_before, started_at) = before;
         self.world.borrow_mut().record.acks.push(Ack {
@@ -561,7 +576,9 @@ impl Harness {
             hi,
             events_before,
             started_at,
-            data_only,
+            data_only: kind == AckKind::Persist,
+            kind,
+            size_bytes,
         });
     }
 
@@ -581,7 +598,7 @@ impl Harness {
             let (lo, hi) = ((base + off) / 8, (base + off + len) / 8);
             for page in pages {
                 let (plo, phi) = (page * BLOCK_BYTES / 8, (page + 1) * BLOCK_BYTES / 8);
-                self.ack(file_id, lo.max(plo), hi.min(phi), before, true);
+                self.ack(file_id, lo.max(plo), hi.min(phi), before, AckKind::Persist, None);
             }
         }
         Ok(())
@@ -592,24 +609,28 @@ impl Harness {
         let base = self.fs.state().mapping(id)?.off;
         let before = self.events_len();
         self.fs.msync(id, off, len).await?;
-        self.ack(file_id, (base + off) / 8, (base + off + len) / 8, before, false);
+        self.ack(file_id, (base + off) / 8, (base + off + len) / 8, before, AckKind::Msync, None);
         Ok(())
     }
 
     async fn fsync(&self, slot: usize) -> Result<(), Errno> {
         let (ino, file_id) = self.file(slot)?;
         let before = self.events_len();
+        let size = self.fs.state().size_of(ino).ok();
         self.fs.fsync(ino).await?;
-        self.ack(file_id, 0, u64::MAX, before, false);
+        self.ack(file_id, 0, u64::MAX, before, AckKind::Fsync, size);
         Ok(())
     }
 
     async fn sync(&self) -> Result<(), Errno> {
-        let live: Vec<u32> = self.world.borrow().files.iter().flatten().map(|f| f.file_id).collect();
+        let live: Vec<(u32, Ino)> =
+            self.world.borrow().files.iter().flatten().map(|f| (f.file_id, f.ino)).collect();
         let before = self.events_len();
+        let sizes: Vec<Option<u64>> =
+            live.iter().map(|&(_, ino)| self.fs.state().size_of(ino).ok()).collect();
         self.fs.sync().await?;
-        for file_id in live {
-            self.ack(file_id, 0, u64::MAX, before, false);
+        for (&(file_id, _), size) in live.iter().zip(sizes) {
+            self.ack(file_id, 0, u64::MAX, before, AckKind::Sync, size);
         }
         Ok(())
     }
@@ -618,17 +639,22 @@ impl Harness {
         let (ino, file_id) = self.file(slot)?;
         let zero = std::cell::Cell::new(None);
         self.fs
-            .punch_hole(ino, off, len, || zero.set(Some(self.zero_words(file_id, off, off + len))))
+            .punch_hole(ino, off, len, || {
+                zero.set(Some(self.zero_words(file_id, off, off + len, ZeroKind::Punch)))
+            })
             .await?;
-        self.zero_done(&zero);
+        self.zero_done(&zero, ino);
         Ok(())
     }
 
     async fn truncate(&self, slot: usize, size: u64) -> Result<(), Errno> {
         let (ino, file_id) = self.file(slot)?;
         let zero = std::cell::Cell::new(None);
-        self.fs.truncate(ino, size, || zero.set(Some(self.zero_words(file_id, size, u64::MAX)))).await?;
-        self.zero_done(&zero);
+        let kind = ZeroKind::Truncate { size_bytes: size };
+        self.fs
+            .truncate(ino, size, || zero.set(Some(self.zero_words(file_id, size, u64::MAX, kind))))
+            .await?;
+        self.zero_done(&zero, ino);
         Ok(())
     }
 

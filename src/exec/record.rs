@@ -15,7 +15,39 @@ pub enum DataEvent {
     /// Words `lo..hi` of `file_id` became zero (punch, truncate, unlink) at trace position `at`.
     /// `done` is the trace position when the operation completed (its metadata committed);
     /// `usize::MAX` if it never did. Only an ack begun at or after `done` covers it.
-    Zero { at: usize, file_id: u32, lo: u64, hi: u64, done: usize },
+    /// `freed`: the pages whose blocks it freed, and in which transaction (a recovered state
+    /// that holds that transaction maps those pages, if at all, to a later allocation).
+    Zero {
+        at: usize,
+        file_id: u32,
+        lo: u64,
+        hi: u64,
+        done: usize,
+        #[serde(default)]
+        kind: ZeroKind,
+        #[serde(default)]
+        freed: Option<FreedPages>,
+    },
+}
+
+/// The operation behind a [`DataEvent::Zero`].
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ZeroKind {
+    #[default]
+    Punch,
+    /// Truncate down to `size_bytes`.
+    Truncate {
+        size_bytes: u64,
+    },
+    Unlink,
+}
+
+/// File pages `first..last` whose blocks transaction `tid` freed.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FreedPages {
+    pub first: u64,
+    pub last: u64,
+    pub tid: u64,
 }
 
 impl DataEvent {
@@ -50,6 +82,36 @@ pub struct Ack {
     /// Only the data written (not zeroing by punch/truncate, whose metadata a user-space
     /// persist does not make durable).
     pub data_only: bool,
+    /// The call that acknowledged.
+    #[serde(default)]
+    pub kind: AckKind,
+    /// The file's size when the call began, which it promises (fsync and sync only): the file
+    /// exists after every later crash, at least this large unless a truncate not finished
+    /// before the call began made it smaller, or an unlink removed it.
+    #[serde(default)]
+    pub size_bytes: Option<u64>,
+}
+
+/// Which call made an [`Ack`].
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum AckKind {
+    #[default]
+    Fsync,
+    Msync,
+    /// A user-space flush on a MAP_SYNC mapping.
+    Persist,
+    Sync,
+}
+
+impl AckKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            AckKind::Fsync => "fsync",
+            AckKind::Msync => "msync",
+            AckKind::Persist => "persist on a MAP_SYNC mapping",
+            AckKind::Sync => "sync",
+        }
+    }
 }
 
 /// One incarnation of a file: created at trace position `created_at` as inode `ino` with
@@ -109,6 +171,8 @@ pub struct FileHistory<'r> {
     acks: Vec<&'r Ack>,
     /// Every write ever recorded, by (version, block): a block's earlier contents.
     landed: &'r Landed,
+    /// The recovered state holds exactly the transactions with smaller tids.
+    mounted_before: u64,
 }
 
 const WORDS_PER_PAGE: u64 = crate::daxfs::BLOCK_BYTES / 8;
@@ -131,8 +195,15 @@ impl RunRecord {
         })
     }
 
-    /// The history of `file_id` as of crash point `point` (events whose stores began before it).
-    pub fn history<'r>(&'r self, file_id: u32, point: usize, landed: &'r Landed) -> FileHistory<'r> {
+    /// The history of `file_id` as of crash point `point` (events whose stores began before it),
+    /// judged against a recovered state that holds the transactions below `mounted_before`.
+    pub fn history<'r>(
+        &'r self,
+        file_id: u32,
+        point: usize,
+        landed: &'r Landed,
+        mounted_before: u64,
+    ) -> FileHistory<'r> {
         let mut by_page: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         let mut zeros = Vec::new();
         for (i, e) in self.events.iter().enumerate().filter(|(_, e)| e.file_id() == file_id && e.at() < point)
@@ -147,7 +218,7 @@ impl RunRecord {
             }
         }
         let acks = self.acks.iter().filter(|a| a.file_id == file_id && a.at <= point).collect();
-        FileHistory { events: &self.events, by_page, zeros, acks, landed }
+        FileHistory { events: &self.events, by_page, zeros, acks, landed, mounted_before }
     }
 
     /// Digest of what the crash oracle expects at `point`: states with equal images and equal
@@ -158,6 +229,24 @@ impl RunRecord {
         let files = self.files.iter().filter(|f| f.created_at < point).count() as u64;
         let unlinks = self.files.iter().filter(|f| f.unlinked_at.is_some_and(|u| u < point)).count() as u64;
         events | acks << 20 | files << 40 | unlinks << 52
+    }
+
+    /// Had an unlink of `file_id` begun (reached its unmap step) before `point`?
+    pub fn unlink_began(&self, file_id: u32, point: usize) -> bool {
+        self.events.iter().any(|e| {
+            matches!(e, DataEvent::Zero { file_id: f, kind: ZeroKind::Unlink, at, .. } if *f == file_id && *at < point)
+        })
+    }
+
+    /// Did a truncate of `file_id` below `size_bytes` begin its unmap step before `point`
+    /// without having finished by trace position `since`?
+    pub fn truncated_below(&self, file_id: u32, size_bytes: u64, since: usize, point: usize) -> bool {
+        self.events.iter().any(|e| match *e {
+            DataEvent::Zero { file_id: f, kind: ZeroKind::Truncate { size_bytes: s }, at, done, .. } => {
+                f == file_id && s < size_bytes && at < point && done > since
+            }
+            _ => false,
+        })
     }
 
     /// The incarnations that may own inode `ino` after a crash at `point`.
@@ -204,6 +293,17 @@ impl FileHistory<'_> {
             .max()
     }
 
+    /// Did a zeroing after event `i` free the block of `word`'s page, in a transaction the
+    /// recovered state holds? Then a mapped page is a later allocation than event `i`'s.
+    fn freed_after(&self, word: u64, i: usize) -> bool {
+        let page = word / WORDS_PER_PAGE;
+        self.zeros_on(word).any(|j| {
+            j > i
+                && matches!(self.events[j], DataEvent::Zero { freed: Some(f), .. }
+                    if f.tid < self.mounted_before && (f.first..f.last).contains(&page))
+        })
+    }
+
     /// Index of this file's first write into block `b`, if any.
     fn first_write_to(&self, b: BlockNr) -> Option<usize> {
         self.by_page
@@ -241,6 +341,9 @@ impl FileHistory<'_> {
                 );
                 match (written, floor) {
                     (None, _) => WordVerdict::Foreign,
+                    // Written into an earlier allocation of this offset, which the recovered
+                    // state has freed: the block's old contents, like poison.
+                    (Some(i), _) if self.freed_after(word, i) => WordVerdict::Stale,
                     (Some(i), Some(f)) if i < f => {
                         WordVerdict::Lost { acked_version: floor_version.unwrap_or(0) }
                     }
