@@ -424,8 +424,81 @@ fn drain(dev: &mut Device) {
     dev.fence(DECODE_SITE).expect(ok);
 }
 
-/// Decodes `bytes` and checks the engine against the reference: the fuzz target's body.
+/// Size of the devices [`wide_trace_from_bytes`] builds: the largest the reference takes.
+pub const WIDE_DEVICE_BYTES: u64 = REF_DEVICE_BYTES_MAX;
+/// Events [`wide_trace_from_bytes`] decodes at most.
+pub const WIDE_OPS_MAX: usize = 8;
+/// Units [`wide_trace_from_bytes`] stores at most over a whole trace: each is one eADR state,
+/// a full image in the reference.
+pub const WIDE_UNITS_MAX: usize = 1536;
+
+/// Decodes arbitrary bytes into an eADR trace of wide stores on a [`WIDE_DEVICE_BYTES`] device:
+/// write-back and NT stores of 16..=4096 bytes at 8-aligned addresses (a journal slot, a block
+/// copy, a whole-device zeroing), with clwb, clflush and fences between. Every stored word is
+/// distinct from the initial image and from every other, so each unit boundary is a new state.
+/// Every input decodes; the same bytes always give the same trace.
+pub fn wide_trace_from_bytes(bytes: &[u8]) -> RefCase {
+    let initial = decode_initial(WIDE_DEVICE_BYTES);
+    let mut dev = Device::with_backing(Arc::clone(&initial));
+    let mut input = ByteCursor { bytes, pos: 0 };
+    let mut stored = 0usize;
+    for tag in 1..=WIDE_OPS_MAX as u64 {
+        if input.done() {
+            break;
+        }
+        decode_wide_op(&mut dev, &mut input, tag, &mut stored);
+    }
+    let (_, _, trace) = dev.into_parts();
+    RefCase { initial, trace }
+}
+
+fn decode_wide_op(dev: &mut Device, input: &mut ByteCursor<'_>, tag: u64, stored: &mut usize) {
+    let ok = "decoder emits only valid device calls";
+    let device_units = (WIDE_DEVICE_BYTES / UNIT_BYTES) as usize;
+    let (op, size, at) = (input.next(), input.next(), input.next());
+    match op % 6 {
+        0..=3 => {
+            let units = wide_store_units(op / 6, size).min(WIDE_UNITS_MAX - *stored);
+            if units == 0 {
+                return;
+            }
+            *stored += units;
+            let first = usize::from(at) * 8 % (device_units - units + 1);
+            let data: Vec<u8> =
+                (0..units as u64).flat_map(|i| ((tag << 32) | (i + 1)).to_le_bytes()).collect();
+            let addr = PmemAddr(first as u64 * UNIT_BYTES);
+            if op % 6 == 3 {
+                dev.store_nt(addr, &data, DECODE_SITE).expect(ok);
+            } else {
+                dev.store(addr, &data, DECODE_SITE).expect(ok);
+            }
+        }
+        4 => {
+            let kind = if size % 2 == 0 { FlushKind::Clwb } else { FlushKind::Clflush };
+            let line = u64::from(at) % (WIDE_DEVICE_BYTES / LINE_BYTES) * LINE_BYTES;
+            dev.flush(PmemAddr(line), LINE_BYTES, kind, DECODE_SITE).expect(ok);
+        }
+        _ => dev.fence(DECODE_SITE).expect(ok),
+    }
+}
+
+/// A store length in units, 2..=512: a slot (up to a line), a few lines, or up to a whole page.
+fn wide_store_units(class: u8, size: u8) -> usize {
+    let size = usize::from(size);
+    match class % 4 {
+        0 => 2 + size % 7,
+        1 => 9 + size % 56,
+        2 => 65 + size * 2 % 448,
+        _ => 512,
+    }
+}
+
+/// Decodes `bytes` and checks the engine against the reference: the fuzz target's body. The
+/// same bytes also decode to a wide-store trace, checked under eADR alone.
 pub fn check_bytes(bytes: &[u8]) -> Result<(), String> {
     let case = trace_from_bytes(bytes);
-    check_trace(&case.initial, &case.trace)
+    check_trace(&case.initial, &case.trace)?;
+    let wide = wide_trace_from_bytes(bytes);
+    check_trace_model(&wide.initial, &wide.trace, PersistenceModel::Eadr)
+        .map_err(|e| format!("wide stores: {e}"))
 }
