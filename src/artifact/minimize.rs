@@ -193,7 +193,8 @@ fn fewest_units<T: Target>(
         for item in keep {
             match *item {
                 Item::Line(i) => c.line_prefix[i] = choice.line_prefix[i],
-                Item::Nt(k) => c.nt_mask[k] = true,
+                // With the write-back units it waits on (never more than `choice` persisted).
+                Item::Nt(k) => c = state.with_nt(c, k),
             }
         }
         c
