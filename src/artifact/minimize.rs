@@ -179,7 +179,8 @@ fn fewest_units<T: Target>(
         *runs += 1;
         let view = View::new(&state, c).ok()?;
         let image: Arc<dyn Backing> = Arc::new(view);
-        let found = judge_image(target, crash.model, image, &replay.record, point, None).ok()?;
+        let found =
+            judge_image(target, crash.model, image, &replay.record, (point, c.torn > 0), None).ok()?;
         found.into_iter().find(|v| v.class == class)
     };
     let budget = |runs: &usize| *runs < MINIMIZE_RUNS_MAX;

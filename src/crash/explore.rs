@@ -12,7 +12,7 @@ use crate::target::{Target, TargetError};
 use rand::RngExt as _;
 
 use super::evidence::{attach_crash, attach_run_time};
-use super::replay::replay_run;
+use super::replay::{oracle, replay_run};
 use super::{CrashConfig, ImageMode, choices, guarded, random_choice};
 
 /// What exploring one workload found. Counts are deterministic for a seed and a config.
@@ -116,8 +116,9 @@ struct Explorer<'a, T: Target> {
     /// media-fault ranges, in trace order.
     fault_words: Vec<(usize, u64)>,
     record: &'a T::Record,
-    /// (state hash, expectations digest) of every state checked, across crash points.
-    seen: BTreeSet<(u128, u64)>,
+    /// (state hash, expectations digest, cut inside a store) of every state checked, across
+    /// crash points: a torn cut is judged with more operations begun.
+    seen: BTreeSet<(u128, u64, bool)>,
     /// Keep only violations of this class.
     only: Option<ViolationClass>,
     report: WorkloadReport,
@@ -157,13 +158,14 @@ impl<T: Target> Explorer<'_, T> {
             }
             self.report.crash_states += 1;
             let view = View::new(state, &choice).expect("enumerated choices fit their crash state");
-            if !self.seen.insert((view.state_hash(), expectations)) {
+            let torn = choice.torn > 0;
+            if !self.seen.insert((view.state_hash(), expectations, torn)) {
                 continue;
             }
             self.report.unique_states += 1;
             let sample = checked < self.cfg.recovery_crash.states_per_point;
             checked += 1;
-            let mut found = self.examine(state.point, view, sample.then_some(&mut recovery_rng));
+            let mut found = self.examine(state.point, torn, view, sample.then_some(&mut recovery_rng));
             found.retain(|v| self.only.is_none_or(|c| v.class == c));
             for v in &mut found {
                 attach_crash(v, self.trace, state, &choice);
@@ -193,11 +195,12 @@ impl<T: Target> Explorer<'_, T> {
             let choice = state.choice_all();
             let view = View::new(state, &choice).expect("all-persisted fits").with_media_fault(fault);
             self.report.crash_states += 1;
-            if !self.seen.insert((view.state_hash(), expectations)) {
+            let torn = choice.torn > 0;
+            if !self.seen.insert((view.state_hash(), expectations, torn)) {
                 continue;
             }
             self.report.unique_states += 1;
-            let mut found = self.examine(state.point, view, None);
+            let mut found = self.examine(state.point, torn, view, None);
             found.retain(|v| {
                 matches!(v.class, ViolationClass::AllocatorInconsistent | ViolationClass::RecoveryFailed)
                     && self.only.is_none_or(|c| v.class == c)
@@ -215,9 +218,11 @@ impl<T: Target> Explorer<'_, T> {
     }
 
     /// Recovers one crash state, runs the crash oracle and, if sampled, crashes recovery.
+    /// `torn`: the cut fell inside the store at `point`.
     fn examine(
         &mut self,
         point: CrashPoint,
+        torn: bool,
         view: View,
         recovery_rng: Option<&mut SimRng>,
     ) -> Vec<Violation> {
@@ -229,7 +234,7 @@ impl<T: Target> Explorer<'_, T> {
         let (target, record) = (self.target, self.record);
         let clean = guarded(|| {
             let mounted = target.recover(&mut dev)?;
-            Ok((target.check(&mounted, &dev, record, point), target.fingerprint(&mounted, &dev)))
+            Ok((oracle(target, &mounted, &dev, record, (point, torn)), target.fingerprint(&mounted, &dev)))
         });
         match clean {
             Err(msg) => {

@@ -36,6 +36,20 @@ pub struct CrashFinding {
 
 /// Checks a recovered file system against the record, as of crash point `point`.
 pub fn check(store: &MetaStore, dev: &Device, record: &RunRecord, point: usize) -> Vec<CrashFinding> {
+    check_cut(store, dev, record, point, false)
+}
+
+/// [`check`], where `torn` says the cut fell inside the store at `point` (eADR): the operation
+/// that store belongs to had begun, so its data may show; acknowledgements are those returned
+/// by `point` either way.
+pub fn check_cut(
+    store: &MetaStore,
+    dev: &Device,
+    record: &RunRecord,
+    point: usize,
+    torn: bool,
+) -> Vec<CrashFinding> {
+    let begun = point + usize::from(torn);
     let mut out: Vec<CrashFinding> = fsck(store.meta(), store.geometry())
         .into_iter()
         .map(|p| CrashFinding {
@@ -57,8 +71,9 @@ pub fn check(store: &MetaStore, dev: &Device, record: &RunRecord, point: usize) 
     };
     CLEAN.with(|c| {
         let mut c = c.borrow_mut();
-        if c.key != (record.id, point) {
-            c.key = (record.id, point);
+        // Verdicts depend on what had begun: a torn cut's clean pages are not a whole cut's.
+        if c.key != (record.id, point, torn) {
+            c.key = (record.id, point, torn);
             c.pages.clear();
         }
     });
@@ -67,7 +82,7 @@ pub fn check(store: &MetaStore, dev: &Device, record: &RunRecord, point: usize) 
             continue;
         }
         let ino = Ino(ino as u32);
-        let candidates: Vec<u32> = record.candidates(ino, point).map(|f| f.file_id).collect();
+        let candidates: Vec<u32> = record.candidates(ino, begun).map(|f| f.file_id).collect();
         if candidates.is_empty() {
             out.push(CrashFinding {
                 class: CrashClass::AllocatorInconsistent,
@@ -84,7 +99,8 @@ pub fn check(store: &MetaStore, dev: &Device, record: &RunRecord, point: usize) 
             });
             continue;
         }
-        let histories: Vec<_> = candidates.iter().map(|&f| (f, record.history(f, point, landed))).collect();
+        let histories: Vec<_> =
+            candidates.iter().map(|&f| (f, record.history(f, point, begun, landed))).collect();
         if let Some(f) = check_file(store, dev, ino, inode.size_bytes / 8, &histories, &shareable) {
             out.push(f);
         }
@@ -96,12 +112,13 @@ pub fn check(store: &MetaStore, dev: &Device, record: &RunRecord, point: usize) 
 /// that neither the crash state's delta nor recovery wrote has the same bytes in every state of
 /// a crash point (daxfs recovery writes only metadata), so its verdict is reused.
 struct CleanPages {
-    key: (u64, usize),
+    key: (u64, usize, bool),
     pages: BTreeSet<(u32, u64, u64)>,
 }
 
 thread_local! {
-    static CLEAN: RefCell<CleanPages> = const { RefCell::new(CleanPages { key: (0, 0), pages: BTreeSet::new() }) };
+    static CLEAN: RefCell<CleanPages> =
+        const { RefCell::new(CleanPages { key: (0, 0, false), pages: BTreeSet::new() }) };
 }
 
 /// Can the verdict on `block` be shared by every state of this crash point?

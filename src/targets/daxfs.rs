@@ -278,6 +278,16 @@ impl Target for DaxfsTarget {
         exec::crash::check(store, dev, record, point.0).into_iter().map(crash_violation).collect()
     }
 
+    fn check_torn(
+        &self,
+        store: &MetaStore,
+        dev: &Device,
+        record: &RunRecord,
+        point: CrashPoint,
+    ) -> Vec<Violation> {
+        exec::crash::check_cut(store, dev, record, point.0, true).into_iter().map(crash_violation).collect()
+    }
+
     fn fingerprint(&self, store: &MetaStore, dev: &Device) -> u64 {
         exec::crash::fingerprint(store, dev)
     }
