@@ -683,15 +683,7 @@ impl<'t> Tracker<'t> {
     /// Flushed lines and NT units become durable. An NT unit's line was evicted by it, so the
     /// write-back units stored to that line before it become durable with it (see [`NtDep`]).
     fn fence(&mut self) {
-        let mut evicted: BTreeMap<u64, usize> = BTreeMap::new();
-        for u in &self.nt {
-            let line = u.addr & !(LINE_BYTES - 1);
-            if let Some(l) = self.lines.get(&line) {
-                let before = l.pending.partition_point(|p| p.seq < u.seq);
-                let n = evicted.entry(line).or_default();
-                *n = (*n).max(before);
-            }
-        }
+        let evicted = self.evicted_by_nt();
         let mut durable: Vec<Unit> = Vec::new();
         self.lines.retain(|line, l| {
             let n = l.flushed.max(evicted.get(line).copied().unwrap_or(0));
@@ -705,6 +697,21 @@ impl<'t> Tracker<'t> {
         for u in durable {
             self.make_durable(u);
         }
+    }
+
+    /// Per line, how many of its pending units the pending NT stores to it were stored after
+    /// (the prefix their evictions wrote back).
+    fn evicted_by_nt(&self) -> BTreeMap<u64, usize> {
+        let mut evicted: BTreeMap<u64, usize> = BTreeMap::new();
+        for u in &self.nt {
+            let line = u.addr & !(LINE_BYTES - 1);
+            if let Some(l) = self.lines.get(&line) {
+                let before = l.pending.partition_point(|p| p.seq < u.seq);
+                let n = evicted.entry(line).or_default();
+                *n = (*n).max(before);
+            }
+        }
+        evicted
     }
 
     fn make_durable(&mut self, u: Unit) {
