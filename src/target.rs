@@ -75,6 +75,20 @@ pub trait Target: Sync {
         point: CrashPoint,
     ) -> Vec<Violation>;
 
+    /// Crash oracle for a cut inside the store at `point` (eADR, a choice with `torn > 0`): the
+    /// events before `point` completed and the store at `point` had begun, so data of the
+    /// operation it belongs to may show. The default is [`Target::check`], right for an oracle
+    /// that never asks which operations had begun.
+    fn check_torn(
+        &self,
+        mounted: &Self::Mounted,
+        dev: &Device,
+        record: &Self::Record,
+        point: CrashPoint,
+    ) -> Vec<Violation> {
+        self.check(mounted, dev, record, point)
+    }
+
     /// A digest of the recovered logical state (file contents, allocation), for the
     /// idempotence oracle: a crash during recovery followed by recovery must give the same.
     fn fingerprint(&self, mounted: &Self::Mounted, dev: &Device) -> u64;

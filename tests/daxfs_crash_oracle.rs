@@ -100,3 +100,37 @@ fn a_corrupt_superblock_fails_recovery_with_a_typed_error() {
     let err = target.recover(&mut dev).expect_err("mount must refuse a corrupt superblock");
     assert!(err.contains("corrupt"), "{err}");
 }
+
+/// Under eADR a crash can cut a wide user store between two units. The oracle must then count
+/// that store's write as begun (its data may show), though the crash point is its own index.
+#[test]
+fn torn_user_store_under_eadr_is_judged_as_begun() {
+    use crashsim::crash::{judge_image, replay_run};
+    use crashsim::pmem::{PersistenceModel, View};
+    use crashsim::workload::MapSlot;
+
+    let target = DaxfsTarget::new(RunConfig { pmd_blocks: 8, ..RunConfig::default() });
+    let (f, m) = (FileSlot(0), MapSlot(0));
+    let ops = vec![
+        Op::Create { file: f },
+        Op::Write { file: f, off: 0, len: 4096 },
+        Op::Mmap { map: m, file: f, off: 0, len: 4096, map_sync: true },
+        Op::Store { map: m, off: 0, len: 4096 },
+    ];
+    let workload = Workload { threads: vec![ops], schedule: vec![], options: WorkloadOptions::default() };
+    let replay = replay_run(&target, &workload).expect("run");
+    let events = replay.trace.events();
+    let point = (0..events.len()).rev().find(|&i| events[i].site == "user::store").expect("a user store");
+    let point = CrashPoint(point);
+    let state = replay.state_at(PersistenceModel::Eadr, point);
+    assert_eq!(state.torn.len(), 511, "a 4 KiB store tears into 512 states");
+    let choice = state.choice_all();
+    let judge = |torn: bool| -> Vec<ViolationClass> {
+        let view: Arc<dyn Backing> = Arc::new(View::new(&state, &choice).expect("valid"));
+        let found = judge_image(&target, PersistenceModel::Eadr, view, &replay.record, (point, torn), None);
+        found.expect("no recovery crash").into_iter().map(|v| v.class).collect()
+    };
+    assert_eq!(judge(true), vec![], "the torn store's own data is not foreign");
+    // Judged as a cut before the store began, the same image shows data not yet written.
+    assert_eq!(judge(false), vec![ViolationClass::ForeignData]);
+}

@@ -128,16 +128,17 @@ fn an_acknowledged_file_that_recovery_lost_is_a_lost_write() {
     let early = replay.state_at(PersistenceModel::Adr, CrashPoint(0));
     let (_, lost_image) =
         replay.view_at(PersistenceModel::Adr, CrashPoint(0), &early.choice_none()).expect("fits");
-    let found = judge_image(&t, PersistenceModel::Adr, Arc::new(lost_image), &replay.record, end, None)
-        .expect("judged");
+    let found =
+        judge_image(&t, PersistenceModel::Adr, Arc::new(lost_image), &replay.record, (end, false), None)
+            .expect("judged");
     let lost: Vec<_> = found.iter().filter(|v| v.class == ViolationClass::LostWrite).collect();
     assert_eq!(lost.len(), 1, "{found:#?}");
     assert!(lost[0].message.contains("no such file") && lost[0].message.contains("fsync"), "{:?}", lost[0]);
     // The real final state keeps the file: clean.
     let last = replay.state_at(PersistenceModel::Adr, end);
     let (_, kept) = replay.view_at(PersistenceModel::Adr, end, &last.choice_all()).expect("fits");
-    let found =
-        judge_image(&t, PersistenceModel::Adr, Arc::new(kept), &replay.record, end, None).expect("judged");
+    let found = judge_image(&t, PersistenceModel::Adr, Arc::new(kept), &replay.record, (end, false), None)
+        .expect("judged");
     assert!(found.is_empty(), "{found:#?}");
 }
 
@@ -159,8 +160,8 @@ fn an_acknowledged_size_that_recovery_shrank_is_a_lost_write() {
     let point = CrashPoint(first_fsync_done);
     let state = replay.state_at(PersistenceModel::Adr, point);
     let (_, small) = replay.view_at(PersistenceModel::Adr, point, &state.choice_none()).expect("fits");
-    let found =
-        judge_image(&t, PersistenceModel::Adr, Arc::new(small), &replay.record, end, None).expect("judged");
+    let found = judge_image(&t, PersistenceModel::Adr, Arc::new(small), &replay.record, (end, false), None)
+        .expect("judged");
     assert!(
         found.iter().any(|v| v.class == ViolationClass::LostWrite
             && v.message.contains("size 0")
@@ -173,7 +174,7 @@ fn an_acknowledged_size_that_recovery_shrank_is_a_lost_write() {
         PersistenceModel::Adr,
         Arc::new(replay.view_at(PersistenceModel::Adr, point, &state.choice_none()).expect("fits").1),
         &replay.record,
-        point,
+        (point, false),
         None,
     )
     .expect("judged");

@@ -177,7 +177,7 @@ fn view_reads_across_unit_boundaries() {
     let state = Tracker::state_at(d.trace(), Arc::clone(d.initial()), PersistenceModel::Adr, CrashPoint(3));
     assert_eq!((state.lines.len(), state.nt.len()), (1, 1));
     // Line 0: first store only; the NT unit persists.
-    let choice = Choice { line_prefix: vec![1], nt_mask: vec![true] };
+    let choice = Choice { line_prefix: vec![1], nt_mask: vec![true], torn: 0 };
     let view = View::new(&state, &choice).unwrap();
     let full = view.materialize();
     let mut expect = vec![0u8; 256];
@@ -200,9 +200,9 @@ fn bad_choices_are_errors() {
     let mut d = dev();
     d.store_u64(PmemAddr(0), 1, SITE).unwrap();
     let state = Tracker::state_at(d.trace(), Arc::clone(d.initial()), PersistenceModel::Adr, CrashPoint(1));
-    let too_long = Choice { line_prefix: vec![2], nt_mask: vec![] };
+    let too_long = Choice { line_prefix: vec![2], nt_mask: vec![], torn: 0 };
     assert!(matches!(View::new(&state, &too_long), Err(PmemError::BadChoice { .. })));
-    let wrong_shape = Choice { line_prefix: vec![], nt_mask: vec![true] };
+    let wrong_shape = Choice { line_prefix: vec![], nt_mask: vec![true], torn: 0 };
     assert!(matches!(View::new(&state, &wrong_shape), Err(PmemError::BadChoice { .. })));
 }
 
@@ -237,13 +237,13 @@ const GOLDEN_DIGEST: u64 = 0x696c_8d0c_88de_9b8b;
 fn choice_serializes_run_length_and_reads_plain_lists() {
     let mut line_prefix = vec![0u32; 32_768];
     line_prefix[7] = 8;
-    let choice = Choice { line_prefix, nt_mask: vec![true, true, false] };
+    let choice = Choice { line_prefix, nt_mask: vec![true, true, false], torn: 0 };
     let json = serde_json::to_string(&choice).unwrap();
     assert_eq!(json, r#"{"line_prefix":[[0,7],[8,1],[0,32760]],"nt_mask":[[true,2],[false,1]]}"#);
     assert_eq!(serde_json::from_str::<Choice>(&json).unwrap(), choice);
     // Manifests written before the encoding still load.
     let plain: Choice = serde_json::from_str(r#"{"line_prefix":[1,0,2],"nt_mask":[false]}"#).unwrap();
-    assert_eq!(plain, Choice { line_prefix: vec![1, 0, 2], nt_mask: vec![false] });
+    assert_eq!(plain, Choice { line_prefix: vec![1, 0, 2], nt_mask: vec![false], torn: 0 });
     // A corrupt count is an error, not a huge allocation.
     let huge = r#"{"line_prefix":[[0,4294967295],[1,4294967295]],"nt_mask":[]}"#;
     assert!(serde_json::from_str::<Choice>(huge).is_err());

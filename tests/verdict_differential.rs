@@ -102,7 +102,8 @@ fn differences(bugs: &str, seed: u64, states_per_point: usize) -> Vec<String> {
         }
         state.check_choice(&choice).expect("an enumerated choice fits");
         let image = copied_image(&state, &choice);
-        let found = judge_image(&plain, cfg.model, Arc::new(image), &replay.record, point, None)
+        let torn = choice.torn > 0;
+        let found = judge_image(&plain, cfg.model, Arc::new(image), &replay.record, (point, torn), None)
             .expect("no recovery crash asked for");
         let plain_verdict = verdict(&found);
         if plain_verdict != fast_verdict {

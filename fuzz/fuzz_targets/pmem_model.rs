@@ -1,5 +1,6 @@
-//! The persistence engine against the brute-force reference (DESIGN §3): any input decodes to a
-//! small bounded trace; a mismatch between the two models is a harness bug and panics.
+//! The persistence engine against the brute-force reference (`docs/persistence-model.md`): any
+//! input decodes to a small bounded trace, and to a wide-store trace checked under eADR; a
+//! mismatch between the two models is a harness bug and panics.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

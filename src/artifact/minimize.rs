@@ -179,7 +179,8 @@ fn fewest_units<T: Target>(
         *runs += 1;
         let view = View::new(&state, c).ok()?;
         let image: Arc<dyn Backing> = Arc::new(view);
-        let found = judge_image(target, crash.model, image, &replay.record, point, None).ok()?;
+        let found =
+            judge_image(target, crash.model, image, &replay.record, (point, c.torn > 0), None).ok()?;
         found.into_iter().find(|v| v.class == class)
     };
     let budget = |runs: &usize| *runs < MINIMIZE_RUNS_MAX;
@@ -193,7 +194,8 @@ fn fewest_units<T: Target>(
         for item in keep {
             match *item {
                 Item::Line(i) => c.line_prefix[i] = choice.line_prefix[i],
-                Item::Nt(k) => c.nt_mask[k] = true,
+                // With the write-back units it waits on (never more than `choice` persisted).
+                Item::Nt(k) => c = state.with_nt(c, k),
             }
         }
         c

@@ -125,7 +125,8 @@ pub fn repro<T: Target>(target: &T, loaded: &Loaded) -> Result<ReproReport, Arti
         (Some(point), Some(choice)) => Some(RecoveryCrash { point, choice }),
         _ => None,
     };
-    let found = judge_image(target, m.crash.model, image, &replay.record, point, recovery)
+    let torn = m.choice.as_ref().is_some_and(|c| c.torn > 0);
+    let found = judge_image(target, m.crash.model, image, &replay.record, (point, torn), recovery)
         .map_err(|e| ArtifactError::corrupt(&loaded.dir.join(MANIFEST_FILE), e))?;
     let reproduced = found.iter().any(|v| v.class == m.class());
     Ok(ReproReport { expected: m.violation.clone(), found, reproduced, image_identical })

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::check::Violation;
-use crate::pmem::{Backing as _, Op, Trace};
+use crate::pmem::{Backing as _, Choice, CrashPoint, Op, Trace};
 use crate::target::Target;
 
 use super::repro::rebuild;
@@ -67,7 +67,21 @@ pub struct Explanation {
     pub window: Vec<EventLine>,
     pub pending_lines: usize,
     pub lines: Vec<LineFate>,
+    /// eADR: the cut fell inside the store at the crash point.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub torn: Option<TornFate>,
     pub offending_word: Option<WordNote>,
+}
+
+/// How much of the store at the crash point a torn (eADR) cut let through.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TornFate {
+    pub seq: usize,
+    pub site: String,
+    /// Units of that store written before the cut, in address order.
+    pub written: u32,
+    /// Units of that store.
+    pub units: usize,
 }
 
 /// Explains `loaded` (rebuilding its run on `target`).
@@ -80,6 +94,7 @@ pub fn explain<T: Target>(target: &T, loaded: &Loaded) -> Result<Explanation, Ar
     let window = window(&replay.trace, center, m.crash_point.is_some());
     let mut lines = Vec::new();
     let mut pending_lines = 0;
+    let mut torn = None;
     if let (Some(point), Some(choice)) = (m.crash_point, &m.choice) {
         let state = replay.state_at(m.crash.model, point);
         pending_lines = state.lines.len();
@@ -109,6 +124,7 @@ pub fn explain<T: Target>(target: &T, loaded: &Loaded) -> Result<Explanation, Ar
                 .collect();
             lines.push(LineFate { line: None, units });
         }
+        torn = torn_fate(&replay.trace, point, choice);
     }
     let offending_word = match (v.addr, &loaded.image, &view) {
         (Some(a), Some(img), _) if a.0 + 8 <= img.size_bytes() => Some(word_at(target, img.as_ref(), a.0)),
@@ -125,8 +141,16 @@ pub fn explain<T: Target>(target: &T, loaded: &Loaded) -> Result<Explanation, Ar
         window,
         pending_lines,
         lines,
+        torn,
         offending_word,
     })
+}
+
+/// The torn store of a choice with `torn > 0`, if any.
+fn torn_fate(trace: &Trace, point: CrashPoint, choice: &Choice) -> Option<TornFate> {
+    let e = trace.events().get(point.0).filter(|_| choice.torn > 0)?;
+    let units = trace.store_data(e).len() / 8;
+    Some(TornFate { seq: point.0, site: e.site.to_string(), written: choice.torn, units })
 }
 
 fn word_at<T: Target>(target: &T, media: &dyn crate::pmem::Backing, addr: u64) -> WordNote {
@@ -197,6 +221,13 @@ pub fn render_text(x: &Explanation) -> String {
                 writeln!(s, "    {fate} {:#x} = {:#018x} (#{} {}) {reading}", u.addr, u.value, u.seq, u.site);
         }
     }
+    if let Some(t) = &x.torn {
+        let _ = writeln!(
+            s,
+            "\npower cut inside store #{} ({}): its first {} of {} units written",
+            t.seq, t.site, t.written, t.units
+        );
+    }
     if let Some(w) = &x.offending_word {
         let reading = w.reading.as_deref().unwrap_or("no reading for this target");
         let _ = writeln!(s, "\noffending word at {:#x} = {:#018x}: {reading}", w.addr, w.value);
@@ -220,5 +251,23 @@ fn render_workload(s: &mut String, w: &serde_json::Value) {
         None => {
             let _ = writeln!(s, "  {w}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pmem::{Device, PmemAddr};
+
+    #[test]
+    fn torn_fate_names_the_store_cut_at_the_crash_point() {
+        let mut dev = Device::new(4096);
+        dev.store(PmemAddr(0), &[7u8; 32], "t::slot").unwrap();
+        let trace = dev.trace();
+        let torn = Choice { torn: 2, ..Choice::default() };
+        let fate = torn_fate(trace, CrashPoint(0), &torn).expect("torn");
+        assert_eq!((fate.seq, fate.site.as_str(), fate.written, fate.units), (0, "t::slot", 2, 4));
+        assert!(torn_fate(trace, CrashPoint(0), &Choice::default()).is_none());
+        assert!(torn_fate(trace, CrashPoint(1), &torn).is_none(), "no event at the end of the trace");
     }
 }

@@ -97,15 +97,29 @@ fn bounded(state: &CrashState, mut rng: SimRng, states_max: usize) -> impl Itera
         })
     });
     let nts = (0..state.nt.len()).flat_map(move |k| {
-        let mut alone = state.choice_none();
-        alone.nt_mask[k] = true;
+        // Alone with what it waits on (the earlier stores of its line).
+        let alone = state.with_nt(state.choice_none(), k);
         let mut rest_all = state.choice_all();
         rest_all.nt_mask[k] = false;
         [alone, rest_all]
     });
+    // eADR: cuts inside the store at the crash point, spread over the store first.
+    let torns = spread(state.torn.len() as u32).map(move |t| Choice { torn: t, ..state.choice_none() });
     let draws = states_max.saturating_mul(RANDOM_DRAWS_PER_STATE);
     let random = std::iter::repeat_with(move || random_choice(state, &mut rng)).take(draws);
-    [none, all].into_iter().chain(singles).chain(pairs).chain(nts).chain(random)
+    // Lowering a line's prefix may strand an NT unit waiting on it: such units are lost instead.
+    let valid = move |c: Choice| state.without_unmet_nt(c);
+    [none, all].into_iter().chain(torns).chain(singles).chain(pairs).chain(nts).map(valid).chain(random)
+}
+
+/// Each of `1..n` once, coarse to fine: odd multiples of the largest power of two first, so a
+/// budget that stops early still sees cuts spread over the whole store.
+fn spread(n: u32) -> impl Iterator<Item = u32> {
+    let top = if n < 2 { 0 } else { 31 - (n - 1).leading_zeros() };
+    (0..=top).rev().flat_map(move |shift| {
+        let step = 1u32 << shift;
+        (1..).map(move |odd: u32| (2 * odd - 1) * step).take_while(move |&k| k < n)
+    })
 }
 
 fn with_line(mut choice: Choice, line_index: usize, prefix: u32) -> Choice {
@@ -113,12 +127,16 @@ fn with_line(mut choice: Choice, line_index: usize, prefix: u32) -> Choice {
     choice
 }
 
-/// A uniformly random choice: each line an independent prefix, each NT unit a coin.
+/// A random valid choice: each line an independent prefix, each NT unit a coin (lost if its
+/// line's prefix is too short for it), the torn prefix uniform.
 pub fn random_choice(state: &CrashState, rng: &mut SimRng) -> Choice {
-    Choice {
+    let choice = Choice {
         line_prefix: state.lines.iter().map(|l| rng.random_range(0..=l.units.len() as u32)).collect(),
         nt_mask: state.nt.iter().map(|_| rng.random_bool(0.5)).collect(),
-    }
+        // Drawn only when there is a torn store, so ADR draws stay as they were.
+        torn: if state.torn.is_empty() { 0 } else { rng.random_range(0..=state.torn.len() as u32) },
+    };
+    state.without_unmet_nt(choice)
 }
 
 #[cfg(test)]

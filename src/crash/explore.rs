@@ -12,7 +12,7 @@ use crate::target::{Target, TargetError};
 use rand::RngExt as _;
 
 use super::evidence::{attach_crash, attach_run_time};
-use super::replay::replay_run;
+use super::replay::{oracle, replay_run};
 use super::{CrashConfig, ImageMode, choices, guarded, random_choice};
 
 /// What exploring one workload found. Counts are deterministic for a seed and a config.
@@ -147,15 +147,16 @@ struct Explorer<'a, 'o, T: Target> {
     /// media-fault ranges, in trace order.
     fault_words: Vec<(usize, u64)>,
     record: &'a T::Record,
-    /// (state hash, expectations digest) of every state checked, across crash points.
-    seen: BTreeSet<(u128, u64)>,
+    /// (state hash, expectations digest, cut inside a store) of every state checked, across
+    /// crash points: a torn cut is judged with more operations begun.
+    seen: BTreeSet<(u128, u64, bool)>,
     /// Keep only violations of this class.
     only: Option<ViolationClass>,
     report: WorkloadReport,
     /// Told every enumerated state's verdict ([`explore_observed`]).
     observe: Option<&'a mut StateObserver<'o>>,
     /// The verdict of each checked state, by its dedup key; kept only when observing.
-    verdicts: BTreeMap<(u128, u64), Vec<Violation>>,
+    verdicts: BTreeMap<(u128, u64, bool), Vec<Violation>>,
 }
 
 impl<T: Target> Explorer<'_, '_, T> {
@@ -192,7 +193,8 @@ impl<T: Target> Explorer<'_, '_, T> {
             }
             self.report.crash_states += 1;
             let view = View::new(state, &choice).expect("enumerated choices fit their crash state");
-            let key = (view.state_hash(), expectations);
+            let torn = choice.torn > 0;
+            let key = (view.state_hash(), expectations, torn);
             if !self.seen.insert(key) {
                 if let Some(observe) = self.observe.as_mut() {
                     observe(state.point, &choice, &self.verdicts[&key]);
@@ -202,7 +204,7 @@ impl<T: Target> Explorer<'_, '_, T> {
             self.report.unique_states += 1;
             let sample = checked < self.cfg.recovery_crash.states_per_point;
             checked += 1;
-            let mut found = self.examine(state.point, view, sample.then_some(&mut recovery_rng));
+            let mut found = self.examine(state.point, torn, view, sample.then_some(&mut recovery_rng));
             found.retain(|v| self.only.is_none_or(|c| v.class == c));
             if let Some(observe) = self.observe.as_mut() {
                 observe(state.point, &choice, &found);
@@ -236,11 +238,12 @@ impl<T: Target> Explorer<'_, '_, T> {
             let choice = state.choice_all();
             let view = View::new(state, &choice).expect("all-persisted fits").with_media_fault(fault);
             self.report.crash_states += 1;
-            if !self.seen.insert((view.state_hash(), expectations)) {
+            let torn = choice.torn > 0;
+            if !self.seen.insert((view.state_hash(), expectations, torn)) {
                 continue;
             }
             self.report.unique_states += 1;
-            let mut found = self.examine(state.point, view, None);
+            let mut found = self.examine(state.point, torn, view, None);
             found.retain(|v| {
                 matches!(v.class, ViolationClass::AllocatorInconsistent | ViolationClass::RecoveryFailed)
                     && self.only.is_none_or(|c| v.class == c)
@@ -258,9 +261,11 @@ impl<T: Target> Explorer<'_, '_, T> {
     }
 
     /// Recovers one crash state, runs the crash oracle and, if sampled, crashes recovery.
+    /// `torn`: the cut fell inside the store at `point`.
     fn examine(
         &mut self,
         point: CrashPoint,
+        torn: bool,
         view: View,
         recovery_rng: Option<&mut SimRng>,
     ) -> Vec<Violation> {
@@ -272,7 +277,7 @@ impl<T: Target> Explorer<'_, '_, T> {
         let (target, record) = (self.target, self.record);
         let clean = guarded(|| {
             let mounted = target.recover(&mut dev)?;
-            Ok((target.check(&mounted, &dev, record, point), target.fingerprint(&mounted, &dev)))
+            Ok((oracle(target, &mounted, &dev, record, (point, torn)), target.fingerprint(&mounted, &dev)))
         });
         match clean {
             Err(msg) => {

@@ -60,22 +60,38 @@ pub struct RecoveryCrash<'c> {
     pub choice: &'c Choice,
 }
 
-/// Recovers `image` as the crash state at `point` of a run that left `record`, runs the crash
-/// oracle and, with `recovery`, crashes that recovery once and recovers again. Returns every
-/// violation found (evidence as the target fills it); `Err` if the recovery choice does not
-/// fit recovery's trace (the image is not the state the names describe).
+/// The crash oracle for a cut at `point`, inside the store there if `torn`.
+pub(super) fn oracle<T: Target>(
+    target: &T,
+    mounted: &T::Mounted,
+    dev: &Device,
+    record: &T::Record,
+    (point, torn): (CrashPoint, bool),
+) -> Vec<Violation> {
+    if torn {
+        target.check_torn(mounted, dev, record, point)
+    } else {
+        target.check(mounted, dev, record, point)
+    }
+}
+
+/// Recovers `image` as the crash state at `point` of a run that left `record` (`torn`: cut
+/// inside the store at `point`, a choice with `torn > 0`), runs the crash oracle and, with
+/// `recovery`, crashes that recovery once and recovers again. Returns every violation found
+/// (evidence as the target fills it); `Err` if the recovery choice does not fit recovery's
+/// trace (the image is not the state the names describe).
 pub fn judge_image<T: Target>(
     target: &T,
     model: PersistenceModel,
     image: Arc<dyn Backing>,
     record: &T::Record,
-    point: CrashPoint,
+    (point, torn): (CrashPoint, bool),
     recovery: Option<RecoveryCrash<'_>>,
 ) -> Result<Vec<Violation>, String> {
     let mut dev = Device::with_backing(image);
     let clean = guarded(|| {
         let mounted = target.recover(&mut dev)?;
-        Ok((target.check(&mounted, &dev, record, point), target.fingerprint(&mounted, &dev)))
+        Ok((oracle(target, &mounted, &dev, record, (point, torn)), target.fingerprint(&mounted, &dev)))
     });
     let (mut found, fingerprint) = match clean {
         Err(msg) => {

@@ -35,14 +35,28 @@ pub struct CrashFinding {
 }
 
 /// Checks a recovered file system against the record, as of crash point `point`, reusing the
-/// clean verdicts of pages that every state of the point shares.
-pub fn check(store: &MetaStore, dev: &Device, record: &RunRecord, point: usize) -> Vec<CrashFinding> {
-    check_with(store, dev, record, point, true)
+/// clean verdicts of pages that every state of the point shares. `torn` says the cut fell inside
+/// the store at `point` (eADR): the operation that store belongs to had begun, so its data may
+/// show; acknowledgements are those returned by `point` either way.
+pub fn check(
+    store: &MetaStore,
+    dev: &Device,
+    record: &RunRecord,
+    point: usize,
+    torn: bool,
+) -> Vec<CrashFinding> {
+    check_with(store, dev, record, point, torn, true)
 }
 
 /// [`check`] without the page-verdict cache: every word of every state judged afresh.
-pub fn check_plain(store: &MetaStore, dev: &Device, record: &RunRecord, point: usize) -> Vec<CrashFinding> {
-    check_with(store, dev, record, point, false)
+pub fn check_plain(
+    store: &MetaStore,
+    dev: &Device,
+    record: &RunRecord,
+    point: usize,
+    torn: bool,
+) -> Vec<CrashFinding> {
+    check_with(store, dev, record, point, torn, false)
 }
 
 fn check_with(
@@ -50,8 +64,10 @@ fn check_with(
     dev: &Device,
     record: &RunRecord,
     point: usize,
+    torn: bool,
     cache: bool,
 ) -> Vec<CrashFinding> {
+    let begun = point + usize::from(torn);
     let mut out: Vec<CrashFinding> = fsck(store.meta(), store.geometry())
         .into_iter()
         .map(|p| CrashFinding {
@@ -66,7 +82,7 @@ fn check_with(
         })
         .take(1)
         .collect();
-    out.extend(check_acked_files(store, record, point));
+    out.extend(check_acked_files(store, record, point, begun));
     let landed = record.landed();
     let mounted_before = store.mounted_before().0;
     let shareable = Shareable {
@@ -75,8 +91,9 @@ fn check_with(
     };
     CLEAN.with(|c| {
         let mut c = c.borrow_mut();
-        if c.key != (record.id, point) {
-            c.key = (record.id, point);
+        // Verdicts depend on what had begun: a torn cut's clean pages are not a whole cut's.
+        if c.key != (record.id, point, torn) {
+            c.key = (record.id, point, torn);
             c.pages.clear();
         }
     });
@@ -85,7 +102,7 @@ fn check_with(
             continue;
         }
         let ino = Ino(ino as u32);
-        let candidates: Vec<u32> = record.candidates(ino, point).map(|f| f.file_id).collect();
+        let candidates: Vec<u32> = record.candidates(ino, begun).map(|f| f.file_id).collect();
         if candidates.is_empty() {
             out.push(CrashFinding {
                 class: CrashClass::AllocatorInconsistent,
@@ -102,8 +119,10 @@ fn check_with(
             });
             continue;
         }
-        let histories: Vec<_> =
-            candidates.iter().map(|&f| (f, record.history(f, point, landed, mounted_before))).collect();
+        let histories: Vec<_> = candidates
+            .iter()
+            .map(|&f| (f, record.history(f, point, begun, landed, mounted_before)))
+            .collect();
         if let Some(f) = check_file(store, dev, ino, inode.size_bytes / 8, &histories, &shareable) {
             out.push(f);
         }
@@ -115,19 +134,19 @@ fn check_with(
 /// file, and its size as of the call's start, to every later crash. Exempt: an unlink of the
 /// file that began before the crash, and a truncate below that size that had not finished when
 /// the call began (the size it promised did not reflect it yet).
-fn check_acked_files(store: &MetaStore, record: &RunRecord, point: usize) -> Vec<CrashFinding> {
+fn check_acked_files(store: &MetaStore, record: &RunRecord, point: usize, begun: usize) -> Vec<CrashFinding> {
     let mut out = Vec::new();
     for ack in record.acks.iter().filter(|a| a.at <= point) {
         let Some(acked) = ack.size_bytes else { continue };
         let Some(life) = record.files.iter().find(|f| f.file_id == ack.file_id) else { continue };
-        if record.unlink_began(ack.file_id, point) {
+        if record.unlink_began(ack.file_id, begun) {
             continue;
         }
         let inode = store.meta().inodes.get(life.ino.0 as usize).filter(|i| i.live);
         let size = inode.map(|i| i.size_bytes);
         let lost = match size {
             None => true,
-            Some(s) => s < acked && !record.truncated_below(ack.file_id, acked, ack.started_at, point),
+            Some(s) => s < acked && !record.truncated_below(ack.file_id, acked, ack.started_at, begun),
         };
         if !lost {
             continue;
@@ -165,7 +184,7 @@ fn check_acked_files(store: &MetaStore, record: &RunRecord, point: usize) -> Vec
 /// words lie below the recovered size, and which transactions the recovered state holds (the
 /// allocation epoch): the key is all of these but the bytes, which the point shares.
 struct CleanPages {
-    key: (u64, usize),
+    key: (u64, usize, bool),
     pages: BTreeSet<PageKey>,
 }
 
@@ -173,7 +192,8 @@ struct CleanPages {
 type PageKey = (u32, u64, u64, u64, u64);
 
 thread_local! {
-    static CLEAN: RefCell<CleanPages> = const { RefCell::new(CleanPages { key: (0, 0), pages: BTreeSet::new() }) };
+    static CLEAN: RefCell<CleanPages> =
+        const { RefCell::new(CleanPages { key: (0, 0, false), pages: BTreeSet::new() }) };
 }
 
 /// Can the verdict on `block` be shared by every state of this crash point?

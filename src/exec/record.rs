@@ -195,18 +195,20 @@ impl RunRecord {
         })
     }
 
-    /// The history of `file_id` as of crash point `point` (events whose stores began before it),
+    /// The history of `file_id` as of crash point `point`: events begun before `begun` (`point`,
+    /// or `point + 1` when the cut fell inside the store at `point`), acks returned by `point`,
     /// judged against a recovered state that holds the transactions below `mounted_before`.
     pub fn history<'r>(
         &'r self,
         file_id: u32,
         point: usize,
+        begun: usize,
         landed: &'r Landed,
         mounted_before: u64,
     ) -> FileHistory<'r> {
         let mut by_page: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         let mut zeros = Vec::new();
-        for (i, e) in self.events.iter().enumerate().filter(|(_, e)| e.file_id() == file_id && e.at() < point)
+        for (i, e) in self.events.iter().enumerate().filter(|(_, e)| e.file_id() == file_id && e.at() < begun)
         {
             match e {
                 DataEvent::Write { lo, hi, .. } => {
@@ -249,9 +251,10 @@ impl RunRecord {
         })
     }
 
-    /// The incarnations that may own inode `ino` after a crash at `point`.
-    pub fn candidates(&self, ino: Ino, point: usize) -> impl Iterator<Item = &FileLife> {
-        self.files.iter().filter(move |f| f.ino == ino && f.created_at < point)
+    /// The incarnations that may own inode `ino` after a crash with the events before `begun`
+    /// begun.
+    pub fn candidates(&self, ino: Ino, begun: usize) -> impl Iterator<Item = &FileLife> {
+        self.files.iter().filter(move |f| f.ino == ino && f.created_at < begun)
     }
 }
 

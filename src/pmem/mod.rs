@@ -14,7 +14,8 @@ mod trace;
 pub use device::{Device, TRACE_EVENTS_MAX_DEFAULT};
 pub use media::{Background, Backing, PAGE_BYTES, SparseImage};
 pub use persist::{
-    Choice, CrashPoint, CrashState, Granularity, MediaFault, PendingLine, Tracker, Unit, View, crash_points,
+    Choice, CrashPoint, CrashState, Granularity, MediaFault, NtDep, PendingLine, Tracker, Unit, View,
+    crash_points,
 };
 pub use trace::{Event, Op, Trace};
 

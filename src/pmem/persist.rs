@@ -1,4 +1,5 @@
-//! Which stores a power cut may leave on media (DESIGN §3), computed by walking a trace.
+//! Which stores a power cut may leave on media (the rules of `docs/persistence-model.md`),
+//! computed by walking a trace.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,7 +8,9 @@ use super::media::{Backing, SparseImage};
 use super::trace::{Op, Trace};
 use super::{FlushKind, LINE_BYTES, PersistenceModel, PmemError};
 
-/// "Power is cut just before trace event `index`" (`index == trace.len()`: after the last event).
+/// "Power is cut just before trace event `index` completes" (`index == trace.len()`: after the last
+/// event). Every event before `index` completed; under eADR a store at `index` may be cut between
+/// two of its 8-byte units (see [`CrashState::torn`]).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct CrashPoint(pub usize);
 
@@ -68,6 +71,16 @@ pub struct PendingLine {
     pub units: Vec<Unit>,
 }
 
+/// Pending NT unit that waits on a line: it may persist only if that line persisted at least
+/// `prefix` of its pending write-back units (the ones stored before it). A `movnt` to a cached
+/// line evicts the line first, so its earlier write-back stores reach media no later than it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct NtDep {
+    /// Index into [`CrashState::lines`].
+    pub line: usize,
+    pub prefix: u32,
+}
+
 /// Everything a crash at `point` may leave: the durable base plus any allowed choice of the
 /// pending units.
 #[derive(Clone, Debug)]
@@ -79,22 +92,35 @@ pub struct CrashState {
     pub base_hash: u128,
     /// Lines with pending write-back units, ascending by address.
     pub lines: Vec<PendingLine>,
-    /// Pending non-temporal units, in program order; each persists or not on its own.
+    /// Pending non-temporal units, in program order; each persists or not on its own, except
+    /// for the line it waits on.
     pub nt: Vec<Unit>,
+    /// Index-aligned with `nt`: the line prefix each NT unit waits on, if any.
+    pub nt_after: Vec<Option<NtDep>>,
+    /// eADR only: the units of the store at `point` that a power cut inside that store may have
+    /// written, in address order: all but its last unit. Any prefix of them persisted.
+    pub torn: Vec<Unit>,
 }
 
 /// Which pending units persisted: for each pending line (index-aligned with
 /// [`CrashState::lines`]) how many of its units, in program order; for each pending
-/// non-temporal unit, whether it did.
+/// non-temporal unit, whether it did; how many of the torn store's units did.
 ///
 /// Serialized run-length encoded (`[[value, count], ...]`): a crash inside a 2 MiB zeroing has
-/// 32,768 pending lines, nearly all alike. A plain list of values is read too.
+/// 32,768 pending lines, nearly all alike. A plain list of values is read too. `torn` is left
+/// out when 0 and reads as 0 when absent, so manifests written before it still load.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Choice {
     #[serde(with = "runs")]
     pub line_prefix: Vec<u32>,
     #[serde(with = "runs")]
     pub nt_mask: Vec<bool>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub torn: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Run-length serde for [`Choice`]'s vectors.
@@ -145,49 +171,55 @@ mod runs {
 }
 
 impl CrashState {
+    /// Pending write-back and NT units (the torn store's units are not pending: see `torn`).
     pub fn pending_units(&self) -> usize {
         self.lines.iter().map(|l| l.units.len()).sum::<usize>() + self.nt.len()
     }
 
-    /// Number of distinct choices, saturating: Π(units per line + 1) × 2^nt.
+    /// Number of valid choices, saturating: per line, Σ over its prefixes p of 2^(NT units
+    /// waiting on at most p); times 2^(NT units waiting on nothing); times (torn units + 1).
     pub fn choice_count(&self) -> u128 {
-        let mut n: u128 = 1;
-        for l in &self.lines {
-            n = n.saturating_mul(l.units.len() as u128 + 1);
+        let groups = self.nt_groups();
+        let mut n = (self.torn.len() as u128).saturating_add(1);
+        for (i, deps) in groups.per_line.iter().enumerate() {
+            n = n.saturating_mul(line_group_count(self.lines[i].units.len(), deps));
         }
-        for _ in &self.nt {
-            n = n.saturating_mul(2);
-        }
-        n
+        n.saturating_mul(pow2(groups.free.len()))
     }
 
     pub fn choice_none(&self) -> Choice {
-        Choice { line_prefix: vec![0; self.lines.len()], nt_mask: vec![false; self.nt.len()] }
+        Choice { line_prefix: vec![0; self.lines.len()], nt_mask: vec![false; self.nt.len()], torn: 0 }
     }
 
     pub fn choice_all(&self) -> Choice {
         Choice {
             line_prefix: self.lines.iter().map(|l| l.units.len() as u32).collect(),
             nt_mask: vec![true; self.nt.len()],
+            torn: self.torn.len() as u32,
         }
     }
 
-    /// Every choice, in a fixed order (mixed-radix counting, last line fastest; NT units after
-    /// the lines). Only sensible when [`Self::choice_count`] is small.
+    /// Every valid choice once, in a fixed order: mixed-radix counting with the torn prefix
+    /// slowest, then each line together with the NT units that wait on it (last line fastest),
+    /// then the NT units that wait on nothing (last fastest). Only sensible when
+    /// [`Self::choice_count`] is small.
     pub fn choices_exhaustive(&self) -> impl Iterator<Item = Choice> + '_ {
         let total = self.choice_count();
+        let groups = self.nt_groups();
+        let radix: Vec<u128> = (groups.per_line.iter().enumerate())
+            .map(|(i, deps)| line_group_count(self.lines[i].units.len(), deps))
+            .collect();
         (0..total).map(move |mut k| {
             let mut c = self.choice_none();
-            for (i, bit) in c.nt_mask.iter_mut().enumerate().rev() {
-                let _ = i;
-                *bit = k % 2 == 1;
+            for &nt in groups.free.iter().rev() {
+                c.nt_mask[nt] = k % 2 == 1;
                 k /= 2;
             }
-            for (i, p) in c.line_prefix.iter_mut().enumerate().rev() {
-                let radix = self.lines[i].units.len() as u128 + 1;
-                *p = (k % radix) as u32;
-                k /= radix;
+            for (i, deps) in groups.per_line.iter().enumerate().rev() {
+                decode_line_group(&mut c, i, deps, k % radix[i]);
+                k /= radix[i];
             }
+            c.torn = k as u32;
             c
         })
     }
@@ -209,7 +241,63 @@ impl CrashState {
                 return bad(format!("line {:#x}: prefix {p} > {} pending units", l.line, l.units.len()));
             }
         }
+        if let Some(k) = self.unmet_nt(choice).next() {
+            let u = self.nt[k];
+            return bad(format!(
+                "nt unit at {:#x} (event {}) persisted without the earlier write-back units of its line",
+                u.addr, u.seq
+            ));
+        }
+        if choice.torn as usize > self.torn.len() {
+            return bad(format!("torn prefix {} > {} torn units", choice.torn, self.torn.len()));
+        }
         Ok(())
+    }
+
+    /// `choice` with every NT unit whose line prefix is too short marked lost: always valid
+    /// for the rule of [`NtDep`] (shape and prefixes unchanged).
+    pub fn without_unmet_nt(&self, mut choice: Choice) -> Choice {
+        let unmet: Vec<usize> = self.unmet_nt(&choice).collect();
+        for k in unmet {
+            choice.nt_mask[k] = false;
+        }
+        choice
+    }
+
+    /// `choice` with NT unit `k` persisted, and its line's prefix raised to what `k` waits on.
+    pub fn with_nt(&self, mut choice: Choice, k: usize) -> Choice {
+        choice.nt_mask[k] = true;
+        if let Some(d) = self.nt_after[k] {
+            let p = &mut choice.line_prefix[d.line];
+            *p = (*p).max(d.prefix);
+        }
+        choice
+    }
+
+    /// NT units `choice` persists although their line prefix is shorter than they wait on.
+    fn unmet_nt<'c>(&'c self, choice: &'c Choice) -> impl Iterator<Item = usize> + 'c {
+        (self.nt_after.iter().enumerate()).filter_map(move |(k, dep)| match dep {
+            Some(d) if choice.nt_mask.get(k) == Some(&true) => {
+                (choice.line_prefix.get(d.line).copied().unwrap_or(0) < d.prefix).then_some(k)
+            }
+            _ => None,
+        })
+    }
+
+    /// NT units grouped by the line they wait on (sorted by prefix), and those free.
+    fn nt_groups(&self) -> NtGroups {
+        let mut per_line: Vec<Vec<(u32, usize)>> = vec![Vec::new(); self.lines.len()];
+        let mut free = Vec::new();
+        for (k, dep) in self.nt_after.iter().enumerate() {
+            match dep {
+                Some(d) => per_line[d.line].push((d.prefix, k)),
+                None => free.push(k),
+            }
+        }
+        for deps in &mut per_line {
+            deps.sort_unstable();
+        }
+        NtGroups { per_line, free }
     }
 
     /// The units that persisted under `choice`, in program order.
@@ -219,6 +307,8 @@ impl CrashState {
             out.extend_from_slice(&l.units[..p as usize]);
         }
         out.extend(self.nt.iter().zip(&choice.nt_mask).filter(|(_, m)| **m).map(|(u, _)| *u));
+        out.extend_from_slice(&self.torn[..(choice.torn as usize).min(self.torn.len())]);
+        // Stable: the torn units share one seq and stay in address order.
         out.sort_by_key(|u| u.seq);
         out
     }
@@ -230,8 +320,48 @@ impl CrashState {
             out.extend_from_slice(&l.units[p as usize..]);
         }
         out.extend(self.nt.iter().zip(&choice.nt_mask).filter(|(_, m)| !**m).map(|(u, _)| *u));
+        out.extend_from_slice(&self.torn[(choice.torn as usize).min(self.torn.len())..]);
         out.sort_by_key(|u| u.seq);
         out
+    }
+}
+
+/// The NT units of a crash state by what they wait on: `per_line[i]` holds `(prefix, nt index)`
+/// for the units waiting on line `i`, ascending; `free` the units waiting on nothing.
+struct NtGroups {
+    per_line: Vec<Vec<(u32, usize)>>,
+    free: Vec<usize>,
+}
+
+/// 2^n, saturating.
+fn pow2(n: usize) -> u128 {
+    if n >= 128 { u128::MAX } else { 1u128 << n }
+}
+
+/// Valid (prefix, NT subset) pairs of one line with `units` pending units and the NT units
+/// `deps` waiting on it: at prefix p, exactly the NT units waiting on at most p are free.
+fn line_group_count(units: usize, deps: &[(u32, usize)]) -> u128 {
+    (0..=units as u32)
+        .fold(0u128, |n, p| n.saturating_add(pow2(deps.partition_point(|&(need, _)| need <= p))))
+}
+
+/// Sets line `i`'s prefix and its waiting NT units from `r`, an index below
+/// [`line_group_count`]: prefixes in ascending order, each followed by its NT subsets.
+fn decode_line_group(c: &mut Choice, i: usize, deps: &[(u32, usize)], mut r: u128) {
+    // `r` is below the line's count, so the loop ends by the prefix that persists every unit.
+    let mut p = 0u32;
+    loop {
+        let free = deps.partition_point(|&(need, _)| need <= p);
+        let subsets = pow2(free);
+        if r < subsets {
+            c.line_prefix[i] = p;
+            for (j, &(_, k)) in deps[..free].iter().enumerate() {
+                c.nt_mask[k] = (r >> j) & 1 == 1;
+            }
+            return;
+        }
+        r -= subsets;
+        p += 1;
     }
 }
 
@@ -257,7 +387,11 @@ pub struct MediaFault {
 impl View {
     pub fn new(state: &CrashState, choice: &Choice) -> Result<Self, PmemError> {
         state.check_choice(choice)?;
-        if choice.nt_mask.iter().any(|&m| m) {
+        let nt_chosen = choice.nt_mask.iter().any(|&m| m);
+        if choice.torn > 0 && !nt_chosen && choice.line_prefix.iter().all(|&p| p == 0) {
+            return Ok(Self::new_torn(state, choice.torn as usize));
+        }
+        if nt_chosen || choice.torn > 0 {
             return Ok(Self::new_general(state, choice));
         }
         // Write-back units only: lines are ascending and disjoint, so each line's prefix is
@@ -285,7 +419,22 @@ impl View {
         Ok(Self { base: Arc::clone(&state.base), units, hash })
     }
 
-    /// Any choice, non-temporal units included: same-address units apply in program order.
+    /// Only a torn prefix (eADR): one store's units, ascending and distinct by address, so the
+    /// delta is the prefix itself. O(units), no sorting: a cut inside a 2 MiB zeroing is cheap.
+    fn new_torn(state: &CrashState, torn: usize) -> Self {
+        let mut hash = state.base_hash;
+        let units: Vec<(u64, u64)> = (state.torn[..torn].iter())
+            .map(|u| {
+                let old = read_word(&*state.base, u.addr);
+                hash = hash.wrapping_sub(word_hash(u.addr, old)).wrapping_add(word_hash(u.addr, u.value));
+                (u.addr, u.value)
+            })
+            .collect();
+        Self { base: Arc::clone(&state.base), units, hash }
+    }
+
+    /// Any choice, non-temporal and torn units included: same-address units apply in program
+    /// order.
     fn new_general(state: &CrashState, choice: &Choice) -> Self {
         let mut finals: BTreeMap<u64, u64> = BTreeMap::new();
         for u in state.persisted(choice) {
@@ -299,8 +448,8 @@ impl View {
         Self { base: Arc::clone(&state.base), units: finals.into_iter().collect(), hash }
     }
 
-    /// The same image with one bit of one 8-byte word flipped: a media fault (DESIGN §8,
-    /// "media faults"). `fault.addr` must be 8-aligned and inside the device.
+    /// The same image with one bit of one 8-byte word flipped: a media fault (see "Media faults"
+    /// in `docs/persistence-model.md`). `fault.addr` must be 8-aligned and inside the device.
     pub fn with_media_fault(mut self, fault: MediaFault) -> View {
         let addr = fault.addr;
         debug_assert!(addr % 8 == 0 && addr + 8 <= self.size_bytes(), "media fault at {addr:#x}");
@@ -361,6 +510,15 @@ impl std::fmt::Debug for View {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("View").field("units", &self.units.len()).field("hash", &self.hash).finish()
     }
+}
+
+/// What pending NT unit `u` waits on: the pending write-back units stored to its line before it
+/// (`lines` ascending by address, each in program order).
+fn nt_dep(lines: &[PendingLine], u: &Unit) -> Option<NtDep> {
+    let line = u.addr & !(LINE_BYTES - 1);
+    let i = lines.binary_search_by_key(&line, |l| l.line).ok()?;
+    let prefix = lines[i].units.partition_point(|p| p.seq < u.seq) as u32;
+    (prefix > 0).then_some(NtDep { line: i, prefix })
 }
 
 fn read_word(b: &dyn Backing, addr: u64) -> u64 {
@@ -432,21 +590,39 @@ impl<'t> Tracker<'t> {
         }
     }
 
-    /// The crash state if power were cut now.
+    /// The crash state if power were cut now (before the next event completes).
     pub fn crash_state(&self) -> CrashState {
+        let lines: Vec<PendingLine> = self
+            .lines
+            .iter()
+            .filter(|(_, l)| !l.pending.is_empty())
+            .map(|(&line, l)| PendingLine { line, units: l.pending.clone() })
+            .collect();
         CrashState {
             point: CrashPoint(self.pos),
             model: self.model,
             base: Arc::new(self.durable.clone()),
             base_hash: self.durable_hash,
-            lines: self
-                .lines
-                .iter()
-                .filter(|(_, l)| !l.pending.is_empty())
-                .map(|(&line, l)| PendingLine { line, units: l.pending.clone() })
-                .collect(),
+            nt_after: self.nt.iter().map(|u| nt_dep(&lines, u)).collect(),
+            lines,
             nt: self.nt.clone(),
+            torn: self.torn_units(),
         }
+    }
+
+    /// Under eADR, a cut inside the next event, if it is a store, leaves a prefix of its units:
+    /// all but the last are candidates (with the last, the store completed).
+    fn torn_units(&self) -> Vec<Unit> {
+        let Some(event) = self.trace.events().get(self.pos) else { return Vec::new() };
+        if self.model != PersistenceModel::Eadr || !matches!(event.op, Op::Store { .. } | Op::StoreNt { .. })
+        {
+            return Vec::new();
+        }
+        let seq = self.pos;
+        let mut units: Vec<Unit> =
+            self.trace.store_units(event).map(|(addr, value)| Unit { addr, value, seq }).collect();
+        units.pop();
+        units
     }
 
     /// Convenience: the crash state at `point`, walking a fresh tracker.
@@ -504,10 +680,14 @@ impl<'t> Tracker<'t> {
         }
     }
 
+    /// Flushed lines and NT units become durable. An NT unit's line was evicted by it, so the
+    /// write-back units stored to that line before it become durable with it (see [`NtDep`]).
     fn fence(&mut self) {
+        let evicted = self.evicted_by_nt();
         let mut durable: Vec<Unit> = Vec::new();
-        self.lines.retain(|_, l| {
-            durable.extend(l.pending.drain(..l.flushed));
+        self.lines.retain(|line, l| {
+            let n = l.flushed.max(evicted.get(line).copied().unwrap_or(0));
+            durable.extend(l.pending.drain(..n));
             l.flushed = 0;
             !l.pending.is_empty()
         });
@@ -517,6 +697,21 @@ impl<'t> Tracker<'t> {
         for u in durable {
             self.make_durable(u);
         }
+    }
+
+    /// Per line, how many of its pending units the pending NT stores to it were stored after
+    /// (the prefix their evictions wrote back).
+    fn evicted_by_nt(&self) -> BTreeMap<u64, usize> {
+        let mut evicted: BTreeMap<u64, usize> = BTreeMap::new();
+        for u in &self.nt {
+            let line = u.addr & !(LINE_BYTES - 1);
+            if let Some(l) = self.lines.get(&line) {
+                let before = l.pending.partition_point(|p| p.seq < u.seq);
+                let n = evicted.entry(line).or_default();
+                *n = (*n).max(before);
+            }
+        }
+        evicted
     }
 
     fn make_durable(&mut self, u: Unit) {

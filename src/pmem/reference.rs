@@ -1,11 +1,13 @@
-//! A brute-force reference for the persistence model (DESIGN §3), written from the rules and not
-//! from [`super::Tracker`]: the property test and the `pmem_model` fuzz target compare the two.
+//! A brute-force reference for the persistence model (`docs/persistence-model.md`), written from
+//! the rules and not from [`super::Tracker`]: the property test and the `pmem_model` fuzz target
+//! compare the two.
 //!
-//! The reference recomputes everything from scratch at every trace position: which 8-byte units
-//! are durable (scan the events before the position), then every subset of the pending units that
-//! the hardware allows, each applied together with the durable units in program order. It is
-//! exponential on purpose; inputs are bounded by [`REF_DEVICE_BYTES_MAX`] and
-//! [`REF_PENDING_UNITS_MAX`].
+//! The reference recomputes everything from scratch at every trace position. Under ADR: which
+//! 8-byte units are durable (scan the events before the position), then every subset of the
+//! pending units that the hardware allows, each applied together with the durable units in
+//! program order. It is exponential on purpose; inputs are bounded by [`REF_DEVICE_BYTES_MAX`]
+//! and [`REF_PENDING_UNITS_MAX`]. Under eADR: every program-order prefix of the trace's units
+//! that a power cut at the position can leave.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -89,36 +91,45 @@ fn flush_covers(op: &Op, line: u64) -> Option<FlushKind> {
     }
 }
 
-/// Whether `u` is durable when power is cut just before event `point`, by the rules alone.
-fn is_durable(trace: &Trace, u: &RefUnit, point: usize, model: PersistenceModel) -> bool {
+/// Whether `u` is durable under ADR when power is cut just before event `point`, by the rules
+/// alone: an NT unit once a fence follows it; a write-back unit once its line is clflushed, or
+/// clwb/clflushopt-ed and then fenced, or once an NT store to its line follows it and a fence
+/// follows that (the NT store evicted the line; the fence made the NT store durable, and the
+/// line's earlier data reaches media no later than it).
+fn is_durable(trace: &Trace, units: &[RefUnit], u: &RefUnit, point: usize) -> bool {
     if u.seq >= point {
         return false;
     }
-    if model == PersistenceModel::Eadr {
-        return true;
+    let fenced_after = |seq: usize| trace.events()[seq + 1..point].iter().any(|e| e.op == Op::Fence);
+    if u.nt {
+        return fenced_after(u.seq);
     }
     let events = &trace.events()[u.seq + 1..point];
-    let fence_after = |i: usize| events[i + 1..].iter().any(|e| e.op == Op::Fence);
-    if u.nt {
-        return events.iter().any(|e| e.op == Op::Fence);
-    }
-    events.iter().enumerate().any(|(i, e)| match flush_covers(&e.op, line_of(u.addr)) {
+    let flushed = events.iter().enumerate().any(|(i, e)| match flush_covers(&e.op, line_of(u.addr)) {
         Some(FlushKind::Clflush) => true,
-        Some(FlushKind::Clwb | FlushKind::Clflushopt) => fence_after(i),
+        Some(FlushKind::Clwb | FlushKind::Clflushopt) => fenced_after(u.seq + 1 + i),
         None => false,
-    })
+    });
+    let evicted = units.iter().any(|n| {
+        n.nt && n.seq > u.seq && n.seq < point && line_of(n.addr) == line_of(u.addr) && fenced_after(n.seq)
+    });
+    flushed || evicted
 }
 
-/// Whether the chosen pending units respect the hardware: per line, the chosen write-back units
-/// are a program-order prefix of that line's pending write-back units. NT units are free.
+/// Whether the chosen pending units (bit `i` of `chosen` for `pending[i]`, program order)
+/// respect the hardware: per line, the chosen write-back units are a program-order prefix of
+/// that line's pending write-back units; a chosen NT unit comes with every pending write-back
+/// unit stored to its line before it. NT units are otherwise free.
 fn respects_line_order(pending: &[RefUnit], chosen: u32) -> bool {
+    let is_chosen = |i: usize| chosen & (1 << i) != 0;
     let mut skipped_lines: BTreeSet<u64> = BTreeSet::new();
     for (i, u) in pending.iter().enumerate() {
-        if u.nt {
-            continue;
-        }
         let line = line_of(u.addr);
-        if chosen & (1 << i) == 0 {
+        if u.nt {
+            if is_chosen(i) && skipped_lines.contains(&line) {
+                return false;
+            }
+        } else if !is_chosen(i) {
             skipped_lines.insert(line);
         } else if skipped_lines.contains(&line) {
             return false;
@@ -156,20 +167,33 @@ pub fn reference_states(
     let units = all_units(trace);
     let mut out = StatesByPoint::new();
     for point in 0..=trace.len() {
-        out.insert(point, states_at(&base, trace, &units, point, model)?);
+        let states = match model {
+            PersistenceModel::Adr => adr_states_at(&base, trace, &units, point)?,
+            PersistenceModel::Eadr => eadr_states_at(&base, &units, point),
+        };
+        out.insert(point, states);
     }
     Ok(out)
 }
 
-fn states_at(
+/// eADR: the caches are durable, so media holds a program-order prefix of all units stored. A
+/// cut at `point` follows every unit of the events before it and may fall between any two units
+/// of event `point` (if it stores), but not after its last unit: then event `point` completed.
+fn eadr_states_at(base: &[u8], units: &[RefUnit], point: usize) -> BTreeSet<Image> {
+    let before = units.iter().filter(|u| u.seq < point).count();
+    let inside = units.iter().filter(|u| u.seq == point).count();
+    let longest = before + inside.saturating_sub(1);
+    (before..=longest).map(|m| apply(base, units[..m].iter().copied())).collect()
+}
+
+fn adr_states_at(
     base: &[u8],
     trace: &Trace,
     units: &[RefUnit],
     point: usize,
-    model: PersistenceModel,
 ) -> Result<BTreeSet<Image>, String> {
     let executed: Vec<(RefUnit, bool)> =
-        units.iter().filter(|u| u.seq < point).map(|u| (*u, is_durable(trace, u, point, model))).collect();
+        units.iter().filter(|u| u.seq < point).map(|u| (*u, is_durable(trace, units, u, point))).collect();
     let pending: Vec<RefUnit> = executed.iter().filter(|(_, d)| !d).map(|(u, _)| *u).collect();
     if pending.len() > REF_PENDING_UNITS_MAX {
         return Err(format!("{} pending units at point {point}: over the reference's bound", pending.len()));
@@ -226,13 +250,23 @@ pub fn engine_states(
 /// position (so the crash-point granularity is complete), and state hashes name images exactly.
 pub fn check_trace(initial: &Arc<dyn Backing>, trace: &Trace) -> Result<(), String> {
     for model in [PersistenceModel::Adr, PersistenceModel::Eadr] {
-        let reference = reference_states(&**initial, trace, model)?;
-        let engine = engine_states(initial, trace, model)?;
-        let base = read_image(&**initial);
-        check_points(&reference, &engine, &base).map_err(|e| format!("{model}: {e}"))?;
-        check_union(&reference, &engine, &base).map_err(|e| format!("{model}: {e}"))?;
-        check_hashes(&engine, &base).map_err(|e| format!("{model}: {e}"))?;
+        check_trace_model(initial, trace, model)?;
     }
+    Ok(())
+}
+
+/// [`check_trace`] under one model (eADR alone takes stores far wider than ADR could enumerate).
+pub fn check_trace_model(
+    initial: &Arc<dyn Backing>,
+    trace: &Trace,
+    model: PersistenceModel,
+) -> Result<(), String> {
+    let reference = reference_states(&**initial, trace, model)?;
+    let engine = engine_states(initial, trace, model)?;
+    let base = read_image(&**initial);
+    check_points(&reference, &engine, &base).map_err(|e| format!("{model}: {e}"))?;
+    check_union(&reference, &engine, &base).map_err(|e| format!("{model}: {e}"))?;
+    check_hashes(&engine, &base).map_err(|e| format!("{model}: {e}"))?;
     Ok(())
 }
 
@@ -390,8 +424,81 @@ fn drain(dev: &mut Device) {
     dev.fence(DECODE_SITE).expect(ok);
 }
 
-/// Decodes `bytes` and checks the engine against the reference: the fuzz target's body.
+/// Size of the devices [`wide_trace_from_bytes`] builds: the largest the reference takes.
+pub const WIDE_DEVICE_BYTES: u64 = REF_DEVICE_BYTES_MAX;
+/// Events [`wide_trace_from_bytes`] decodes at most.
+pub const WIDE_OPS_MAX: usize = 8;
+/// Units [`wide_trace_from_bytes`] stores at most over a whole trace: each is one eADR state,
+/// a full image in the reference.
+pub const WIDE_UNITS_MAX: usize = 1536;
+
+/// Decodes arbitrary bytes into an eADR trace of wide stores on a [`WIDE_DEVICE_BYTES`] device:
+/// write-back and NT stores of 16..=4096 bytes at 8-aligned addresses (a journal slot, a block
+/// copy, a whole-device zeroing), with clwb, clflush and fences between. Every stored word is
+/// distinct from the initial image and from every other, so each unit boundary is a new state.
+/// Every input decodes; the same bytes always give the same trace.
+pub fn wide_trace_from_bytes(bytes: &[u8]) -> RefCase {
+    let initial = decode_initial(WIDE_DEVICE_BYTES);
+    let mut dev = Device::with_backing(Arc::clone(&initial));
+    let mut input = ByteCursor { bytes, pos: 0 };
+    let mut stored = 0usize;
+    for tag in 1..=WIDE_OPS_MAX as u64 {
+        if input.done() {
+            break;
+        }
+        decode_wide_op(&mut dev, &mut input, tag, &mut stored);
+    }
+    let (_, _, trace) = dev.into_parts();
+    RefCase { initial, trace }
+}
+
+fn decode_wide_op(dev: &mut Device, input: &mut ByteCursor<'_>, tag: u64, stored: &mut usize) {
+    let ok = "decoder emits only valid device calls";
+    let device_units = (WIDE_DEVICE_BYTES / UNIT_BYTES) as usize;
+    let (op, size, at) = (input.next(), input.next(), input.next());
+    match op % 6 {
+        0..=3 => {
+            let units = wide_store_units(op / 6, size).min(WIDE_UNITS_MAX - *stored);
+            if units == 0 {
+                return;
+            }
+            *stored += units;
+            let first = usize::from(at) * 8 % (device_units - units + 1);
+            let data: Vec<u8> =
+                (0..units as u64).flat_map(|i| ((tag << 32) | (i + 1)).to_le_bytes()).collect();
+            let addr = PmemAddr(first as u64 * UNIT_BYTES);
+            if op % 6 == 3 {
+                dev.store_nt(addr, &data, DECODE_SITE).expect(ok);
+            } else {
+                dev.store(addr, &data, DECODE_SITE).expect(ok);
+            }
+        }
+        4 => {
+            let kind = if size % 2 == 0 { FlushKind::Clwb } else { FlushKind::Clflush };
+            let line = u64::from(at) % (WIDE_DEVICE_BYTES / LINE_BYTES) * LINE_BYTES;
+            dev.flush(PmemAddr(line), LINE_BYTES, kind, DECODE_SITE).expect(ok);
+        }
+        _ => dev.fence(DECODE_SITE).expect(ok),
+    }
+}
+
+/// A store length in units, 2..=512: a slot (up to a line), a few lines, or up to a whole page.
+fn wide_store_units(class: u8, size: u8) -> usize {
+    let size = usize::from(size);
+    match class % 4 {
+        0 => 2 + size % 7,
+        1 => 9 + size % 56,
+        2 => 65 + size * 2 % 448,
+        _ => 512,
+    }
+}
+
+/// Decodes `bytes` and checks the engine against the reference: the fuzz target's body. The
+/// same bytes also decode to a wide-store trace, checked under eADR alone.
 pub fn check_bytes(bytes: &[u8]) -> Result<(), String> {
     let case = trace_from_bytes(bytes);
-    check_trace(&case.initial, &case.trace)
+    check_trace(&case.initial, &case.trace)?;
+    let wide = wide_trace_from_bytes(bytes);
+    check_trace_model(&wide.initial, &wide.trace, PersistenceModel::Eadr)
+        .map_err(|e| format!("wide stores: {e}"))
 }

@@ -37,6 +37,23 @@ impl DaxfsTarget {
         Self { config, oracle: OracleMode::Cached }
     }
 
+    /// The crash oracle on the path `self.oracle` names; `torn`: the cut fell inside the store
+    /// at `point`.
+    fn judge(
+        &self,
+        store: &MetaStore,
+        dev: &Device,
+        record: &RunRecord,
+        point: CrashPoint,
+        torn: bool,
+    ) -> Vec<Violation> {
+        let findings = match self.oracle {
+            OracleMode::Cached => exec::crash::check(store, dev, record, point.0, torn),
+            OracleMode::Plain => exec::crash::check_plain(store, dev, record, point.0, torn),
+        };
+        findings.into_iter().map(crash_violation).collect()
+    }
+
     /// The same target with the crash oracle's page cache off.
     pub fn plain(config: RunConfig) -> Self {
         Self { config, oracle: OracleMode::Plain }
@@ -292,11 +309,17 @@ impl Target for DaxfsTarget {
         record: &RunRecord,
         point: CrashPoint,
     ) -> Vec<Violation> {
-        let findings = match self.oracle {
-            OracleMode::Cached => exec::crash::check(store, dev, record, point.0),
-            OracleMode::Plain => exec::crash::check_plain(store, dev, record, point.0),
-        };
-        findings.into_iter().map(crash_violation).collect()
+        self.judge(store, dev, record, point, false)
+    }
+
+    fn check_torn(
+        &self,
+        store: &MetaStore,
+        dev: &Device,
+        record: &RunRecord,
+        point: CrashPoint,
+    ) -> Vec<Violation> {
+        self.judge(store, dev, record, point, true)
     }
 
     fn fingerprint(&self, store: &MetaStore, dev: &Device) -> u64 {
