@@ -19,7 +19,8 @@ use crashsim::daxfs::fs::AllocPolicy;
 use crashsim::exec::RunConfig;
 use crashsim::pmem::{Granularity, PersistenceModel};
 use crashsim::sweep::{
-    self, JOBS_MAX, Partition, Progress, RESULTS_FILE, RunOptions, SeedRange, SweepConfig, SweepSummary,
+    self, JOBS_MAX, Partition, Progress, RESULTS_FILE, RunOptions, Sampling, SeedRange, SweepConfig,
+    SweepError, SweepSummary,
 };
 use crashsim::target::Target;
 use crashsim::targets::daxfs::DaxfsTarget;
@@ -108,11 +109,21 @@ struct ExploreArgs {
     #[arg(long, value_enum)]
     crash_points: Option<CrashPointsArg>,
     /// Crash-state enumeration strategy.
-    #[arg(long, value_enum, default_value_t = StrategyArg::Bounded)]
+    ///
+    /// Both cover every crash state of a crash point whose state space fits
+    /// --states-per-point. Over it, bounded samples the point (systematic choices, then seeded
+    /// random ones) and the summary counts it over budget; exhaustive stops with an error
+    /// naming the crash point and its state count, unless --exhaustive-cap is given.
+    #[arg(long, value_enum, default_value_t = StrategyArg::Bounded, verbatim_doc_comment)]
     strategy: StrategyArg,
-    /// Crash states explored per crash point, at most.
+    /// Crash states explored per crash point, at most (the budget).
     #[arg(long, default_value_t = STATES_PER_POINT_DEFAULT, value_parser = parse_states_per_point)]
     states_per_point: usize,
+    /// With --strategy exhaustive: sample a crash point whose state space exceeds
+    /// --states-per-point, as bounded does, instead of stopping with an error (the summary
+    /// counts and names such points, and the sweep is then not complete).
+    #[arg(long)]
+    exhaustive_cap: bool,
     /// daxfs allocation policy [default: chosen per workload, so a sweep covers both].
     #[arg(long, value_enum)]
     policy: Option<PolicyArg>,
@@ -311,7 +322,7 @@ fn reject_daxfs_options(args: &ExploreArgs) -> anyhow::Result<()> {
 }
 
 fn sweep_target<T: Target>(target: &T, args: &SweepArgs) -> anyhow::Result<ExitCode> {
-    let cfg = sweep_config(args);
+    let cfg = sweep_config(args)?;
     let e = &args.explore;
     if args.resume && args.budget.is_some() {
         // Allowed, but say what a resumed budget means.
@@ -329,7 +340,12 @@ fn sweep_target<T: Target>(target: &T, args: &SweepArgs) -> anyhow::Result<ExitC
             bar.set_message(format!("{} violations", p.violations));
         }
     };
-    let mut summary = sweep::run_with(target, &cfg, &opts, &report).context("sweep")?;
+    let mut summary = sweep::run_with(target, &cfg, &opts, &report).map_err(|e| match e {
+        SweepError::OverBudget { .. } => anyhow::anyhow!(
+            "sweep: {e}; raise --states-per-point, or pass --exhaustive-cap to sample such points"
+        ),
+        e => anyhow::Error::new(e).context("sweep"),
+    })?;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -363,7 +379,13 @@ pub(crate) fn summary_exit(summary: &SweepSummary) -> ExitCode {
     })
 }
 
-pub(crate) fn crash_config(args: &ExploreArgs) -> CrashConfig {
+pub(crate) fn crash_config(args: &ExploreArgs) -> anyhow::Result<CrashConfig> {
+    if args.exhaustive_cap && args.strategy != StrategyArg::Exhaustive {
+        return Err(UsageError(
+            "--exhaustive-cap caps --strategy exhaustive; bounded always samples over budget".to_string(),
+        )
+        .into());
+    }
     let model = match args.model {
         ModelArg::Adr => PersistenceModel::Adr,
         ModelArg::Eadr => PersistenceModel::Eadr,
@@ -377,11 +399,12 @@ pub(crate) fn crash_config(args: &ExploreArgs) -> CrashConfig {
         StrategyArg::Exhaustive => Strategy::Exhaustive,
         StrategyArg::Bounded => Strategy::Bounded,
     };
-    CrashConfig {
+    Ok(CrashConfig {
         model,
         granularity,
         strategy,
         states_per_point: args.states_per_point,
+        exhaustive_cap: args.exhaustive_cap,
         // --fail-fast: a seed's first violation ends its exploration too.
         violations_per_workload: if args.fail_fast {
             1
@@ -389,13 +412,13 @@ pub(crate) fn crash_config(args: &ExploreArgs) -> CrashConfig {
             CrashConfig::default().violations_per_workload
         },
         ..CrashConfig::default()
-    }
+    })
 }
 
-fn sweep_config(args: &SweepArgs) -> SweepConfig {
-    let crash = crash_config(&args.explore);
+fn sweep_config(args: &SweepArgs) -> anyhow::Result<SweepConfig> {
+    let crash = crash_config(&args.explore)?;
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    SweepConfig { seeds: args.seeds, crash, jobs, budget: args.budget, fail_fast: args.explore.fail_fast }
+    Ok(SweepConfig { seeds: args.seeds, crash, jobs, budget: args.budget, fail_fast: args.explore.fail_fast })
 }
 
 fn progress_bar(seeds: u64) -> Option<indicatif::ProgressBar> {
@@ -433,8 +456,9 @@ fn print_text(s: &SweepSummary, repro: impl Fn(u64) -> String) {
         s.recovery_crash_states,
         s.elapsed_s,
         s.states_per_s,
-        if s.complete { String::new() } else { format!("; {} seeds skipped", s.seeds_skipped) }
+        if s.seeds_skipped == 0 { String::new() } else { format!("; {} seeds skipped", s.seeds_skipped) }
     );
+    println!("{}", coverage_line(s));
     // One line per failing seed (the first violation it found); JSON lists them all.
     for (i, v) in s.violations.iter().enumerate() {
         if i > 0 && s.violations[i - 1].seed == v.seed {
@@ -455,8 +479,94 @@ fn print_text(s: &SweepSummary, repro: impl Fn(u64) -> String) {
     for e in &s.errors {
         println!("ERROR seed {}: {}", e.seed, e.message);
     }
-    let verdict = if s.violations.is_empty() { "clean" } else { "VIOLATIONS FOUND" };
-    println!("{verdict}: {} violations, {} errors", s.violations.len(), s.errors.len());
+    println!("{}: {} violations, {} errors", verdict(s), s.violations.len(), s.errors.len());
+}
+
+/// "clean" only for a complete sweep; otherwise what was searched.
+fn verdict(s: &SweepSummary) -> &'static str {
+    if !s.violations.is_empty() {
+        "VIOLATIONS FOUND"
+    } else if !s.states_complete {
+        "no violation found in the sampled states"
+    } else if !s.seeds_complete {
+        "no violation found in the seeds explored"
+    } else {
+        "clean"
+    }
+}
+
+/// One line: whether the sweep was complete, or what share of it was sampled.
+pub(crate) fn coverage_line(s: &SweepSummary) -> String {
+    let mut line = format!("coverage: {}", coverage_text(&s.coverage));
+    let extras: Vec<&str> = [("recovery crashes", s.recovery_crashes), ("media faults", s.media_faults)]
+        .into_iter()
+        .filter(|(_, how)| *how == Sampling::Sampled)
+        .map(|(what, _)| what)
+        .collect();
+    if !extras.is_empty() {
+        line.push_str(&format!("; {} sampled", extras.join(" and ")));
+    }
+    if s.seeds_skipped > 0 {
+        let total = s.workloads + s.seeds_skipped + s.errors.len() as u64;
+        line.push_str(&format!("; {} of {} seeds not explored", grouped(s.seeds_skipped), grouped(total)));
+    }
+    line
+}
+
+/// "complete: ..." or "sampled: ..." for one coverage record.
+pub(crate) fn coverage_text(c: &crashsim::crash::Coverage) -> String {
+    if c.complete() {
+        return format!(
+            "complete: every crash state of {} crash points ({} states)",
+            grouped(c.points),
+            grouped(c.states_explored)
+        );
+    }
+    let mut parts = Vec::new();
+    if c.points_over_budget > 0 {
+        parts.push(format!(
+            "{} of {} crash points over budget",
+            grouped(c.points_over_budget),
+            grouped(c.points)
+        ));
+    }
+    if c.points_skipped > 0 {
+        parts.push(format!(
+            "{} of {} crash points not explored (point sample or violation limit)",
+            grouped(c.points_skipped),
+            grouped(c.points)
+        ));
+    }
+    let bound = if c.state_space_exact { "" } else { "≥ " };
+    let share = c.share() * 100.0;
+    let share = if share > 0.0 && share < 0.1 { "<0.1%".to_string() } else { format!("{share:.1}%") };
+    parts.push(format!(
+        "{} of {bound}{} crash states explored ({share})",
+        grouped(c.states_explored),
+        big_count(c.state_space.0)
+    ));
+    format!("sampled: {}", parts.join("; "))
+}
+
+/// `n` with thousands separators: 1,567.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// A state count: grouped digits below a billion, else two significant digits (2.1e9).
+fn big_count(n: u128) -> String {
+    match u64::try_from(n) {
+        Ok(small) if small < 1_000_000_000 => grouped(small),
+        _ => format!("{:.1e}", n as f64),
+    }
 }
 
 /// The one-line command that re-runs just `seed` with the same options.
@@ -472,6 +582,9 @@ fn repro_command(s: &SweepSummary, args: &ExploreArgs, seed: u64) -> String {
         c.strategy,
         c.states_per_point
     );
+    if c.exhaustive_cap {
+        cmd.push_str(" --exhaustive-cap");
+    }
     if let Some(p) = args.policy.and_then(|p| p.to_possible_value()) {
         cmd.push_str(&format!(" --policy {}", p.get_name()));
     }
@@ -589,5 +702,15 @@ mod tests {
         for bad in ["", "s", "5x", "-1s", "999999h", "1.5s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn counts_print_grouped_or_scientific() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(356_000), "356,000");
+        assert_eq!(grouped(1_567), "1,567");
+        assert_eq!(big_count(999_999_999), "999,999,999");
+        assert_eq!(big_count(2_100_000_000), "2.1e9");
+        assert_eq!(big_count(u128::MAX), "3.4e38");
     }
 }

@@ -449,6 +449,19 @@ impl<'t> Tracker<'t> {
         }
     }
 
+    /// The number of choices of the crash state if power were cut now: the same as
+    /// `self.crash_state().choice_count()`, without building the state.
+    pub fn choice_count(&self) -> u128 {
+        let mut n: u128 = 1;
+        for l in self.lines.values().filter(|l| !l.pending.is_empty()) {
+            n = n.saturating_mul(l.pending.len() as u128 + 1);
+        }
+        for _ in &self.nt {
+            n = n.saturating_mul(2);
+        }
+        n
+    }
+
     /// Convenience: the crash state at `point`, walking a fresh tracker.
     pub fn state_at(
         trace: &Trace,

@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use crate::check::Violation;
-use crate::crash::{CrashConfig, STATES_PER_POINT_MAX, WorkloadReport, explore_seed};
-use crate::target::Target;
+use crate::crash::{
+    Coverage, CrashConfig, OVER_BUDGET_LISTED, STATES_PER_POINT_MAX, WorkloadReport, explore_seed,
+};
+use crate::target::{Target, TargetError};
 
 use results::{ResultsHeader, ResultsLog};
 
@@ -97,6 +99,10 @@ pub enum SweepError {
     Results { path: String, problem: String },
     #[error("cannot merge: {0}")]
     Merge(String),
+    /// Exhaustive enumeration met a crash point over the per-point budget (the smallest such
+    /// seed; the sweep stops there).
+    #[error("seed {seed}: {error}")]
+    OverBudget { seed: u64, error: TargetError },
 }
 
 /// Reported after each seed finishes (from worker threads).
@@ -125,6 +131,32 @@ pub struct SeedError {
     pub message: String,
 }
 
+/// A crash point of one seed's workload.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct SeedPoint {
+    pub seed: u64,
+    /// The crash point's trace position.
+    pub point: u64,
+}
+
+/// How a kind of extra crash state is explored: a seeded sample per crash point, or not at all.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sampling {
+    #[default]
+    Sampled,
+    Off,
+}
+
+impl std::fmt::Display for Sampling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Sampled => "sampled",
+            Self::Off => "off",
+        })
+    }
+}
+
 /// The merged result of a sweep. Everything but `elapsed_s` and `states_per_s` is a function of
 /// the target, the seeds and the crash config (and of the budget, when it cut the sweep short).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -136,8 +168,30 @@ pub struct SweepSummary {
     pub workloads: u64,
     /// Seeds not explored (budget or fail-fast).
     pub seeds_skipped: u64,
-    /// True when every seed of the range was explored.
+    /// True only when every seed was explored (`seeds_complete`) and every crash state of
+    /// every crash point was covered (`states_complete`).
     pub complete: bool,
+    /// True when every seed of the range (or of every shard, and the shards cover the range)
+    /// was explored without error.
+    #[serde(default)]
+    pub seeds_complete: bool,
+    /// True when every crash state of every crash point of the explored workloads was
+    /// covered: no point over the per-point budget, none left out.
+    #[serde(default)]
+    pub states_complete: bool,
+    /// How much of the crash-state space the explored workloads covered, summed.
+    #[serde(default = "Coverage::unknown")]
+    pub coverage: Coverage,
+    /// The first crash points over the per-point budget, by seed and trace position.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub over_budget_points: Vec<SeedPoint>,
+    /// Crashes inside recovery: a seeded sample of the first states of each crash point,
+    /// never the whole space (`complete` does not count them).
+    #[serde(default)]
+    pub recovery_crashes: Sampling,
+    /// Media-fault states: a seeded sample per crash point (`complete` does not count them).
+    #[serde(default)]
+    pub media_faults: Sampling,
     pub crash_points: u64,
     pub crash_states: u64,
     pub unique_states: u64,
@@ -195,6 +249,10 @@ struct Shared<'a> {
     stop_before: AtomicU64,
     done: AtomicU64,
     violations: AtomicU64,
+    /// Smallest seed whose exhaustive exploration met a crash point over the budget; seeds
+    /// above it are not started (`u64::MAX` if none).
+    abort_after: AtomicU64,
+    over_budget: std::sync::Mutex<Option<(u64, TargetError)>>,
     progress: &'a (dyn Fn(Progress) + Sync),
     log: Option<&'a ResultsLog>,
 }
@@ -249,6 +307,8 @@ pub fn run_with<T: Target>(
         stop_before: AtomicU64::new(0),
         done: AtomicU64::new(done.len() as u64),
         violations: AtomicU64::new(0),
+        abort_after: AtomicU64::new(u64::MAX),
+        over_budget: std::sync::Mutex::new(None),
         progress,
         log: log.as_ref(),
     };
@@ -287,6 +347,9 @@ pub fn run_with<T: Target>(
         pool.install(|| todo.par_iter().map(|&seed| one_seed(target, &shared, seed)).collect::<Vec<_>>()),
     );
     let stop_after = shared.stop_after.load(Ordering::SeqCst);
+    if let Some((seed, error)) = shared.over_budget.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(SweepError::OverBudget { seed, error });
+    }
     if let Some(e) = log.and_then(ResultsLog::into_error) {
         return Err(e);
     }
@@ -317,11 +380,22 @@ fn one_seed<T: Target>(target: &T, shared: &Shared<'_>, seed: u64) -> SeedOutcom
         && (seed > shared.stop_after.load(Ordering::SeqCst)
             || seed < shared.stop_before.load(Ordering::SeqCst));
     let late = shared.deadline.is_some_and(|d| Instant::now() >= d);
-    if stopped || late {
+    let aborted = seed > shared.abort_after.load(Ordering::SeqCst);
+    if stopped || late || aborted {
         return SeedOutcome::Skipped(seed);
     }
     let outcome = match explore_seed(target, &cfg.crash, seed) {
         Ok(report) => SeedOutcome::Explored(seed, report),
+        Err(e @ TargetError::OverBudget { .. }) => {
+            // Not a result: the sweep stops with an error at the smallest such seed (every seed
+            // below it still runs, so which one it is does not depend on --jobs).
+            shared.abort_after.fetch_min(seed, Ordering::SeqCst);
+            let mut first = shared.over_budget.lock().unwrap_or_else(|p| p.into_inner());
+            if first.as_ref().is_none_or(|(s, _)| seed < *s) {
+                *first = Some((seed, e));
+            }
+            return SeedOutcome::Skipped(seed);
+        }
         Err(e) => SeedOutcome::Failed(seed, e.to_string()),
     };
     let failing = match &outcome {
@@ -350,6 +424,16 @@ fn merge(header: &ResultsHeader, outcomes: Vec<SeedOutcome>, stop_after: u64) ->
         workloads: 0,
         seeds_skipped: 0,
         complete: false,
+        seeds_complete: false,
+        states_complete: false,
+        coverage: Coverage::default(),
+        over_budget_points: Vec::new(),
+        recovery_crashes: recovery_sampling(&header.config),
+        media_faults: if header.config.media_faults_per_point > 0 {
+            Sampling::Sampled
+        } else {
+            Sampling::Off
+        },
         crash_points: 0,
         crash_states: 0,
         unique_states: 0,
@@ -370,6 +454,10 @@ fn merge(header: &ResultsHeader, outcomes: Vec<SeedOutcome>, stop_after: u64) ->
                 s.crash_states += r.crash_states;
                 s.unique_states += r.unique_states;
                 s.recovery_crash_states += r.recovery_crash_states;
+                s.coverage.add(&r.coverage);
+                let room = OVER_BUDGET_LISTED.saturating_sub(s.over_budget_points.len());
+                s.over_budget_points
+                    .extend(r.over_budget_points.iter().take(room).map(|&point| SeedPoint { seed, point }));
                 s.violations.extend(r.violations.into_iter().map(|violation| SweepViolation {
                     seed,
                     violation,
@@ -385,8 +473,18 @@ fn merge(header: &ResultsHeader, outcomes: Vec<SeedOutcome>, stop_after: u64) ->
             }
         }
     }
-    s.complete = s.seeds_skipped == 0;
+    s.seeds_complete = s.seeds_skipped == 0 && s.errors.is_empty();
+    s.states_complete = s.coverage.complete();
+    s.complete = s.seeds_complete && s.states_complete;
     s
+}
+
+fn recovery_sampling(c: &CrashConfig) -> Sampling {
+    if c.recovery_crash.states_per_point > 0 && c.recovery_crash.crashes_per_state > 0 {
+        Sampling::Sampled
+    } else {
+        Sampling::Off
+    }
 }
 
 #[cfg(test)]

@@ -209,7 +209,8 @@ pub fn summary_from_results(path: &Path) -> Result<SweepSummary, SweepError> {
 }
 
 /// Combines shard summaries of one sweep (same target, seeds, config) into one, in seed order.
-/// `complete` holds only if every shard is complete and the shards cover the whole range.
+/// Coverage adds up; `seeds_complete` holds only if every shard's does and the shards cover the
+/// whole range, and `complete` only if, besides, every crash state was covered.
 pub fn merge_summaries(parts: Vec<SweepSummary>) -> Result<SweepSummary, SweepError> {
     let mut iter = parts.into_iter();
     let mut out = iter.next().ok_or_else(|| SweepError::Merge("no summaries".to_string()))?;
@@ -224,7 +225,9 @@ pub fn merge_summaries(parts: Vec<SweepSummary>) -> Result<SweepSummary, SweepEr
         shards.push(s.partition);
         out.workloads += s.workloads;
         out.seeds_skipped += s.seeds_skipped;
-        out.complete &= s.complete;
+        out.seeds_complete &= s.seeds_complete;
+        out.coverage.add(&s.coverage);
+        out.over_budget_points.extend(s.over_budget_points);
         out.crash_points += s.crash_points;
         out.crash_states += s.crash_states;
         out.unique_states += s.unique_states;
@@ -237,7 +240,11 @@ pub fn merge_summaries(parts: Vec<SweepSummary>) -> Result<SweepSummary, SweepEr
     out.violations.sort_by_key(|v| v.seed);
     out.errors.sort_by_key(|e| e.seed);
     out.skipped.sort_unstable();
-    out.complete &= covers_range(&shards);
+    out.over_budget_points.sort_unstable();
+    out.over_budget_points.truncate(crate::crash::OVER_BUDGET_LISTED);
+    out.seeds_complete &= covers_range(&shards);
+    out.states_complete = out.coverage.complete();
+    out.complete = out.seeds_complete && out.states_complete;
     out.partition = None;
     out.states_per_s = if out.elapsed_s > 0.0 { out.crash_states as f64 / out.elapsed_s } else { 0.0 };
     Ok(out)
