@@ -18,7 +18,7 @@ use super::replay::replay_run;
 use super::{CrashConfig, ImageMode, Strategy, choices, guarded, random_choice};
 
 /// What exploring one workload found. Counts are deterministic for a seed and a config.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WorkloadReport {
     /// Crash points explored (see `coverage.points` for all of them).
     pub crash_points: u64,
@@ -37,20 +37,6 @@ pub struct WorkloadReport {
     /// budget, at most [`OVER_BUDGET_LISTED`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub over_budget_points: Vec<u64>,
-}
-
-impl Default for WorkloadReport {
-    fn default() -> Self {
-        Self {
-            crash_points: 0,
-            crash_states: 0,
-            unique_states: 0,
-            recovery_crash_states: 0,
-            violations: Vec::new(),
-            coverage: Coverage::default(),
-            over_budget_points: Vec::new(),
-        }
-    }
 }
 
 /// Builds the workload for `seed`, runs it on a fresh image and explores its crash states.
