@@ -75,6 +75,7 @@ fn run_input<T: Target>(t: &T, args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     let (workload, kind) = decode_input(t, &bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let e = &args.explore;
+    crate::check_out_dir("--out", &e.out)?;
     let cfg = crash_config(e)?;
     let report = explore_workload(t, &cfg, 0, &workload, None).context("run")?;
     let src = ArtifactSource { seed: None, stream_seed: 0, kind, input: bytes, hold_image: true };
@@ -151,6 +152,9 @@ pub fn repro_command(args: &ReproArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn minimize_command(args: &MinimizeArgs) -> anyhow::Result<ExitCode> {
+    if let Some(out) = &args.out {
+        crate::check_out_dir("-o/--out", out)?;
+    }
     let loaded = load(&args.dir)?;
     let out = args.out.clone().unwrap_or_else(|| {
         let mut name = args.dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();

@@ -23,8 +23,22 @@ pub fn report(s: &SweepSummary) -> Result<String, quick_junit::SerializeError> {
         Property::new("state_space_exact", c.state_space_exact.to_string()),
         Property::new("recovery_crashes", s.recovery_crashes.to_string()),
         Property::new("media_faults", s.media_faults.to_string()),
+        Property::new("interrupted", s.interrupted.to_string()),
+        Property::new("budget_exhausted", s.budget_exhausted.to_string()),
+        Property::new("elapsed_s", format!("{:.3}", s.elapsed_s)),
     ]);
-    suite.set_system_out(crate::coverage_line(s));
+    if !s.skipped.is_empty() {
+        suite.add_property(Property::new("seeds_not_done", crate::seed_ranges(s)));
+    }
+    if let Some(path) = &s.results_file {
+        suite.add_property(Property::new("results_file", path.clone()));
+    }
+    let mut out = crate::coverage_line(s);
+    if let Some(line) = crate::not_done_line(s) {
+        out.push('\n');
+        out.push_str(&line);
+    }
+    suite.set_system_out(out);
     let mut report = Report::new("crashsim");
     report.add_test_suite(suite);
     report.to_string()

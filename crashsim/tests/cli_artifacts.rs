@@ -24,12 +24,13 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// A summary without its wall-clock fields.
+/// A summary without its wall-clock fields and the results file's location.
 fn timeless(out: &Output) -> serde_json::Value {
     let mut s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
     let obj = s.as_object_mut().unwrap();
     obj.remove("elapsed_s");
     obj.remove("states_per_s");
+    obj.remove("results_file");
     for v in obj.get_mut("violations").and_then(|v| v.as_array_mut()).into_iter().flatten() {
         v.as_object_mut().unwrap().remove("artifact");
     }
