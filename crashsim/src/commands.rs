@@ -77,7 +77,12 @@ fn run_input<T: Target>(t: &T, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let e = &args.explore;
     crate::check_out_dir("--out", &e.out)?;
     let cfg = crash_config(e)?;
-    let report = explore_workload(t, &cfg, 0, &workload, None).context("run")?;
+    let report = explore_workload(t, &cfg, 0, &workload, None).map_err(|e| match e {
+        crashsim::target::TargetError::OverBudget { .. } => anyhow::anyhow!(
+            "run: {e}; raise --states-per-point, or pass --exhaustive-cap to sample such points"
+        ),
+        e => anyhow::Error::new(e).context("run"),
+    })?;
     let src = ArtifactSource { seed: None, stream_seed: 0, kind, input: bytes, hold_image: true };
     let mut seen = BTreeSet::new();
     let mut artifacts = Vec::new();

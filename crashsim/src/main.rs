@@ -534,7 +534,8 @@ pub(crate) fn not_done_line(s: &SweepSummary) -> Option<String> {
     } else if s.budget_exhausted {
         "budget exhausted"
     } else {
-        "stopped at the first violation"
+        // Fail-fast, or a merge of results files that lack some seeds.
+        "not explored"
     };
     let total = s.workloads + s.seeds_skipped + s.errors.len() as u64;
     Some(format!(
@@ -576,9 +577,32 @@ fn verdict(s: &SweepSummary) -> &'static str {
     }
 }
 
-/// One line: whether the sweep was complete, or what share of it was sampled.
+/// One line: whether the sweep was complete, or what share it sampled.
 pub(crate) fn coverage_line(s: &SweepSummary) -> String {
-    let mut line = format!("coverage: {}", coverage_text(&s.coverage));
+    let mut parts = Vec::new();
+    if s.seeds_skipped > 0 {
+        let total = s.workloads + s.seeds_skipped + s.errors.len() as u64;
+        parts.push(format!("{} of {} seeds not explored", grouped(s.seeds_skipped), grouped(total)));
+    }
+    if !s.errors.is_empty() {
+        parts.push(format!("{} seeds could not run", grouped(s.errors.len() as u64)));
+    }
+    let states = coverage_text(&s.coverage);
+    let mut line = match (s.complete, s.states_complete) {
+        (true, _) => format!("coverage: {states}"),
+        (false, true) => {
+            // Every state of the workloads explored, but not every seed.
+            let explored = states.trim_start_matches("complete: ");
+            if s.workloads > 0 {
+                parts.push(explored.replace("every crash state of", "every crash state of the explored"));
+            }
+            format!("coverage: incomplete: {}", parts.join("; "))
+        }
+        (false, false) => {
+            parts.insert(0, states.trim_start_matches("sampled: ").to_string());
+            format!("coverage: sampled: {}", parts.join("; "))
+        }
+    };
     let extras: Vec<&str> = [("recovery crashes", s.recovery_crashes), ("media faults", s.media_faults)]
         .into_iter()
         .filter(|(_, how)| *how == Sampling::Sampled)
@@ -586,10 +610,6 @@ pub(crate) fn coverage_line(s: &SweepSummary) -> String {
         .collect();
     if !extras.is_empty() {
         line.push_str(&format!("; {} sampled", extras.join(" and ")));
-    }
-    if s.seeds_skipped > 0 {
-        let total = s.workloads + s.seeds_skipped + s.errors.len() as u64;
-        line.push_str(&format!("; {} of {} seeds not explored", grouped(s.seeds_skipped), grouped(total)));
     }
     line
 }
@@ -613,14 +633,18 @@ pub(crate) fn coverage_text(c: &crashsim::crash::Coverage) -> String {
     }
     if c.points_skipped > 0 {
         parts.push(format!(
-            "{} of {} crash points not explored (point sample or violation limit)",
+            "{} of {} crash points not explored or cut short (point sample or violation limit)",
             grouped(c.points_skipped),
             grouped(c.points)
         ));
     }
     let bound = if c.state_space_exact { "" } else { "≥ " };
     let share = c.share() * 100.0;
-    let share = if share > 0.0 && share < 0.1 { "<0.1%".to_string() } else { format!("{share:.1}%") };
+    let share = match share {
+        x if x > 0.0 && x < 0.1 => "<0.1%".to_string(),
+        x if x >= 99.95 => ">99.9%".to_string(),
+        x => format!("{x:.1}%"),
+    };
     parts.push(format!(
         "{} of {bound}{} crash states explored ({share})",
         grouped(c.states_explored),
