@@ -93,12 +93,12 @@ fn progress_lines_go_to_a_log_file() {
 fn sigint_prints_an_interrupted_summary_and_resume_finishes_the_same_totals() {
     let out = scratch("sigint");
     let json = ["--format", "json"];
-    let whole = bin().args(slow_sweep("0..6", &out.join("whole"), &json)).output().unwrap();
+    let whole = bin().args(slow_sweep("0..4", &out.join("whole"), &json)).output().unwrap();
     assert_eq!(code(&whole), 0);
 
     let dir = out.join("stopped");
     let child = bin()
-        .args(slow_sweep("0..6", &dir, &json))
+        .args(slow_sweep("0..4", &dir, &json))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -112,7 +112,7 @@ fn sigint_prints_an_interrupted_summary_and_resume_finishes_the_same_totals() {
     let results = dir.join("results.jsonl");
     assert_eq!(summary["results_file"], s(&results));
     let ranges = summary["skipped_ranges"].as_array().expect("seeds not done, as ranges");
-    assert!(!ranges.is_empty() && ranges.last().unwrap()["end"] == 6, "{summary}");
+    assert!(!ranges.is_empty() && ranges.last().unwrap()["end"] == 4, "{summary}");
     let err = String::from_utf8_lossy(&stopped.stderr);
     assert!(err.contains("SIGINT received: stopping"), "{err}");
     assert!(err.contains("continue with: crashsim sweep ") && err.contains("--resume"), "{err}");
@@ -122,7 +122,7 @@ fn sigint_prints_an_interrupted_summary_and_resume_finishes_the_same_totals() {
     let merged: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
     assert!(merged["elapsed_s"].as_f64().unwrap() > 0.0 && merged["states_per_s"].as_f64().unwrap() > 0.0);
 
-    let mut again = slow_sweep("0..6", &dir, &json);
+    let mut again = slow_sweep("0..4", &dir, &json);
     again.push("--resume".to_string());
     let resumed = bin().args(&again).output().unwrap();
     assert_eq!(code(&resumed), 0, "{}", String::from_utf8_lossy(&resumed.stderr));
@@ -278,5 +278,25 @@ fn bad_input_messages_name_what_was_expected() {
     let o = crashsim(&["minimize", s(&art), "-o", s(&file)]);
     assert_eq!(code(&o), 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("must be a directory"));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn an_interrupted_sweep_that_found_a_violation_exits_1() {
+    let out = scratch("violation");
+    let dir = out.join("a");
+    let child = bin()
+        .args(slow_sweep("0..40", &dir, &["--bug", "commit-before-log-fenced", "--format", "json"]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_seeds(&dir, 1);
+    signal(&child, libc::SIGINT);
+    let stopped = child.wait_with_output().unwrap();
+    assert_eq!(code(&stopped), 1);
+    let v: serde_json::Value = serde_json::from_slice(&stopped.stdout).unwrap();
+    assert_eq!((&v["interrupted"], &v["complete"]), (&true.into(), &false.into()));
+    assert_eq!(v["violations"][0]["seed"], 0, "{v}");
     let _ = std::fs::remove_dir_all(&out);
 }
