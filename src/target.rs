@@ -19,6 +19,18 @@ pub enum TargetError {
     Pmem(#[from] PmemError),
     #[error("{0}")]
     Other(String),
+    /// Exhaustive enumeration met a crash point with more crash states than the per-point
+    /// budget, and was not allowed to sample it.
+    #[error(
+        "crash point {point} has {} crash states, more than the {budget} per point that exhaustive enumeration may explore",
+        state_count_text(*.states)
+    )]
+    OverBudget { point: usize, states: u128, budget: usize },
+}
+
+/// `states`, or "at least ..." where the count saturated.
+fn state_count_text(states: u128) -> String {
+    if states == u128::MAX { format!("at least {states}") } else { states.to_string() }
 }
 
 /// What running a workload leaves behind.

@@ -185,7 +185,11 @@ fn corruption_matrix_gives_typed_errors_naming_the_file() {
     m.format_version = 99;
     std::fs::write(case.join(MANIFEST_FILE), artifact::encode_manifest(&m)).unwrap();
     assert!(matches!(try_repro(&case), Err(ArtifactError::Version { found: 99, .. })));
-    // Missing directory.
-    assert!(matches!(try_repro(&out.join("nope")), Err(ArtifactError::Missing { .. })));
+    // Missing directory, and a file where the directory should be.
+    let nope = try_repro(&out.join("nope")).unwrap_err();
+    assert!(matches!(nope, ArtifactError::NoDirectory { .. }), "{nope}");
+    assert!(nope.to_string().starts_with("no artifact directory at "), "{nope}");
+    std::fs::write(out.join("file"), b"x").unwrap();
+    assert!(matches!(try_repro(&out.join("file")), Err(ArtifactError::NotADirectory { .. })));
     let _ = std::fs::remove_dir_all(&out);
 }

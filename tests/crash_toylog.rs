@@ -23,7 +23,7 @@ fn sweep(target: &ToyLog, cfg: &SweepConfig) -> SweepSummary {
 #[test]
 fn canary_broken_toylog_is_caught_with_evidence() {
     let s = sweep(&ToyLog::broken(), &config("0..20", 2));
-    assert!(s.complete && s.workloads == 20);
+    assert!(s.seeds_complete && s.workloads == 20);
     assert!(!s.violations.is_empty(), "the canary must fail");
     let stale = s
         .violations
@@ -55,13 +55,82 @@ fn fixed_toylog_sweeps_clean_under_both_models() {
 
 #[test]
 fn exhaustive_and_bounded_both_catch_the_canary() {
-    for strategy in [Strategy::Exhaustive, Strategy::Bounded] {
+    for (strategy, budget, cap) in
+        [(Strategy::Exhaustive, 256, false), (Strategy::Exhaustive, 4, true), (Strategy::Bounded, 4, false)]
+    {
         let mut cfg = config("0..5", 1);
         cfg.crash.strategy = strategy;
-        cfg.crash.states_per_point = 4;
+        cfg.crash.states_per_point = budget;
+        cfg.crash.exhaustive_cap = cap;
         let s = sweep(&ToyLog::broken(), &cfg);
-        assert!(!s.violations.is_empty(), "{strategy}");
+        assert!(!s.violations.is_empty(), "{strategy} {budget}");
     }
+}
+
+#[test]
+fn complete_means_every_crash_state_of_every_point() {
+    // toylog's crash points all fit the default budget: every state is explored.
+    let s = sweep(&ToyLog::fixed(), &config("0..10", 2));
+    let c = &s.coverage;
+    assert!(s.complete && s.seeds_complete && s.states_complete, "{c:?}");
+    assert_eq!((c.points_over_budget, c.points_skipped), (0, 0));
+    assert!(c.state_space_exact && c.states_explored > 0);
+    assert_eq!(c.state_space.0, u128::from(c.states_explored));
+    assert_eq!(c.points, s.crash_points);
+    assert!(s.over_budget_points.is_empty());
+    // Exhaustive covers the same space.
+    let mut ex = config("0..10", 2);
+    ex.crash.strategy = Strategy::Exhaustive;
+    let e = sweep(&ToyLog::fixed(), &ex);
+    assert!(e.complete);
+    assert_eq!(e.coverage, s.coverage);
+
+    // A budget of 2 states per point samples most points: every seed explored, not complete.
+    let mut small = config("0..10", 2);
+    small.crash.states_per_point = 2;
+    let t = sweep(&ToyLog::fixed(), &small);
+    let c = &t.coverage;
+    assert!(t.seeds_complete && !t.states_complete && !t.complete, "{c:?}");
+    assert!(c.points_over_budget > 0 && c.states_explored < t.crash_states + 1);
+    assert!(c.state_space.0 > u128::from(c.states_explored));
+    assert_eq!(c.state_space, s.coverage.state_space, "the space does not depend on the budget");
+    assert!(!t.over_budget_points.is_empty() && t.over_budget_points.len() <= 8);
+    assert!(t.over_budget_points.windows(2).all(|w| w[0] < w[1]));
+    let first = t.over_budget_points[0];
+    let report = explore_seed(&ToyLog::fixed(), &small.crash, first.seed).unwrap();
+    assert_eq!(report.over_budget_points[0], first.point, "the workload report names the same point");
+    assert!(!report.coverage.complete());
+
+    // A sample of crash points (fuzzing) skips the others.
+    let mut points = config("0..10", 2);
+    points.crash.points_per_workload = 1;
+    let p = sweep(&ToyLog::fixed(), &points);
+    assert!(p.coverage.points_skipped > 0 && !p.complete, "{:?}", p.coverage);
+    assert_eq!(p.coverage.points, s.coverage.points);
+}
+
+#[test]
+fn exhaustive_over_budget_is_an_error_naming_the_point() {
+    let mut cfg = config("0..10", 2);
+    cfg.crash.strategy = Strategy::Exhaustive;
+    cfg.crash.states_per_point = 2;
+    let err = sweep::run(&ToyLog::fixed(), &cfg, &|_| {}).unwrap_err();
+    let sweep::SweepError::OverBudget { seed, error } = &err else { panic!("{err}") };
+    let crashsim::target::TargetError::OverBudget { point, states, budget } = error else { panic!("{err}") };
+    assert_eq!(*budget, 2);
+    assert!(*states > 2);
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("seed {seed}")) && text.contains(&format!("crash point {point}")),
+        "{text}"
+    );
+    // The same seed with the other jobs count: the same (smallest) seed.
+    cfg.jobs = 1;
+    assert_eq!(sweep::run(&ToyLog::fixed(), &cfg, &|_| {}).unwrap_err(), err);
+    // With the cap, those points are sampled and counted.
+    cfg.crash.exhaustive_cap = true;
+    let s = sweep(&ToyLog::fixed(), &cfg);
+    assert!(s.coverage.points_over_budget > 0 && !s.complete);
 }
 
 /// Everything but wall-clock fields, as JSON.
@@ -95,7 +164,7 @@ fn fail_fast_stops_at_the_smallest_failing_seed_whatever_the_jobs() {
     assert!(a.violations.iter().all(|v| v.seed == first));
     assert_eq!(a.workloads, first + 1);
     assert_eq!(a.seeds_skipped, 40 - first - 1);
-    assert_eq!(a.complete, a.seeds_skipped == 0);
+    assert_eq!(a.seeds_complete, a.seeds_skipped == 0);
 }
 
 #[test]

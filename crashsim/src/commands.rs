@@ -16,8 +16,8 @@ use crashsim::targets::daxfs::DaxfsTarget;
 use crashsim::targets::toylog::ToyLog;
 
 use crate::{
-    Format, MergeArgs, MinimizeArgs, ReproArgs, RunArgs, ShowArgs, TargetName, UsageError, crash_config,
-    daxfs_target, print_summary, reject_daxfs_options, summary_exit, with_target,
+    Format, MergeArgs, MinimizeArgs, ReproArgs, RunArgs, ShowArgs, TargetName, UsageError, coverage_text,
+    crash_config, daxfs_target, print_summary, reject_daxfs_options, summary_exit, with_target,
 };
 
 /// Calls `$body` with `$t` bound to the target a loaded artifact's manifest names.
@@ -75,8 +75,14 @@ fn run_input<T: Target>(t: &T, args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     let (workload, kind) = decode_input(t, &bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let e = &args.explore;
-    let cfg = crash_config(e);
-    let report = explore_workload(t, &cfg, 0, &workload, None).context("run")?;
+    crate::check_out_dir("--out", &e.out)?;
+    let cfg = crash_config(e)?;
+    let report = explore_workload(t, &cfg, 0, &workload, None).map_err(|e| match e {
+        crashsim::target::TargetError::OverBudget { .. } => anyhow::anyhow!(
+            "run: {e}; raise --states-per-point, or pass --exhaustive-cap to sample such points"
+        ),
+        e => anyhow::Error::new(e).context("run"),
+    })?;
     let src = ArtifactSource { seed: None, stream_seed: 0, kind, input: bytes, hold_image: true };
     let mut seen = BTreeSet::new();
     let mut artifacts = Vec::new();
@@ -107,13 +113,18 @@ fn run_input<T: Target>(t: &T, args: &RunArgs) -> anyhow::Result<ExitCode> {
                 report.crash_states,
                 report.unique_states
             );
+            println!("coverage: {}", coverage_text(&report.coverage));
             for v in &report.violations {
                 println!("VIOLATION {v}");
             }
             for a in &artifacts {
                 println!("  artifact: {a} (crashsim repro {a})");
             }
-            let verdict = if report.violations.is_empty() { "clean" } else { "VIOLATIONS FOUND" };
+            let verdict = match (report.violations.is_empty(), report.coverage.complete()) {
+                (false, _) => "VIOLATIONS FOUND",
+                (true, true) => "clean",
+                (true, false) => "no violation found in the sampled states",
+            };
             println!("{verdict}: {} violations", report.violations.len());
         }
     }
@@ -146,6 +157,9 @@ pub fn repro_command(args: &ReproArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn minimize_command(args: &MinimizeArgs) -> anyhow::Result<ExitCode> {
+    if let Some(out) = &args.out {
+        crate::check_out_dir("-o/--out", out)?;
+    }
     let loaded = load(&args.dir)?;
     let out = args.out.clone().unwrap_or_else(|| {
         let mut name = args.dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();

@@ -1,7 +1,7 @@
 //! JUnit XML for CI: one test case per seed of the sweep (or shard).
 
 use crashsim::sweep::{SweepSummary, shard_seeds};
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 /// The summary as a JUnit report: a violating seed fails, a seed that could not run errors, a
 /// seed not explored (budget, fail-fast) is skipped.
@@ -10,6 +10,35 @@ pub fn report(s: &SweepSummary) -> Result<String, quick_junit::SerializeError> {
     for seed in shard_seeds(s.seeds, s.partition) {
         suite.add_test_case(case(s, seed));
     }
+    let c = &s.coverage;
+    suite.add_properties([
+        Property::new("complete", s.complete.to_string()),
+        Property::new("seeds_complete", s.seeds_complete.to_string()),
+        Property::new("states_complete", s.states_complete.to_string()),
+        Property::new("crash_points", c.points.to_string()),
+        Property::new("points_over_budget", c.points_over_budget.to_string()),
+        Property::new("points_skipped", c.points_skipped.to_string()),
+        Property::new("states_explored", c.states_explored.to_string()),
+        Property::new("state_space", c.state_space.to_string()),
+        Property::new("state_space_exact", c.state_space_exact.to_string()),
+        Property::new("recovery_crashes", s.recovery_crashes.to_string()),
+        Property::new("media_faults", s.media_faults.to_string()),
+        Property::new("interrupted", s.interrupted.to_string()),
+        Property::new("budget_exhausted", s.budget_exhausted.to_string()),
+        Property::new("elapsed_s", format!("{:.3}", s.elapsed_s)),
+    ]);
+    if !s.skipped.is_empty() {
+        suite.add_property(Property::new("seeds_not_done", crate::seed_ranges(s)));
+    }
+    if let Some(path) = &s.results_file {
+        suite.add_property(Property::new("results_file", path.clone()));
+    }
+    let mut out = crate::coverage_line(s);
+    if let Some(line) = crate::not_done_line(s) {
+        out.push('\n');
+        out.push_str(&line);
+    }
+    suite.set_system_out(out);
     let mut report = Report::new("crashsim");
     report.add_test_suite(suite);
     report.to_string()

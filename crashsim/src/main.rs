@@ -1,13 +1,15 @@
 //! The crashsim command line: a thin layer over the library.
 //!
-//! Exit codes (DESIGN §10): 0 clean, 1 violation found, 2 usage error, 3 internal or input error.
+//! Exit codes: 0 clean, 1 violation found, 2 usage error, 3 internal or input error, 130 or 143
+//! interrupted by SIGINT or SIGTERM (1 if the interrupted sweep had found a violation).
 
 mod commands;
 mod junit;
+mod progress;
 
-use std::io::IsTerminal as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -19,7 +21,8 @@ use crashsim::daxfs::fs::AllocPolicy;
 use crashsim::exec::RunConfig;
 use crashsim::pmem::{Granularity, PersistenceModel};
 use crashsim::sweep::{
-    self, JOBS_MAX, Partition, Progress, RESULTS_FILE, RunOptions, SeedRange, SweepConfig, SweepSummary,
+    self, JOBS_MAX, Monitor, Partition, RESULTS_FILE, RunOptions, Sampling, SeedRange, SweepConfig,
+    SweepError, SweepSummary,
 };
 use crashsim::target::Target;
 use crashsim::targets::daxfs::DaxfsTarget;
@@ -38,6 +41,15 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Explore the crash states of a range of seeded workloads.
+    ///
+    /// The summary says whether the sweep was complete (every seed, every crash state of every
+    /// crash point) or what share it sampled. The first SIGINT or SIGTERM stops the sweep: seeds
+    /// in flight are abandoned and the summary, marked interrupted, lists the seeds not done;
+    /// --resume continues from OUT/results.jsonl. A second signal exits at once.
+    ///
+    /// Exit codes: 0 clean, 1 violation found, 2 usage error, 3 input or internal error (also
+    /// --strategy exhaustive over budget), 130/143 interrupted by SIGINT/SIGTERM (1 if a
+    /// violation was found before).
     Sweep(SweepArgs),
     /// List the switchable daxfs bugs.
     Bugs(BugsArgs),
@@ -108,11 +120,21 @@ struct ExploreArgs {
     #[arg(long, value_enum)]
     crash_points: Option<CrashPointsArg>,
     /// Crash-state enumeration strategy.
-    #[arg(long, value_enum, default_value_t = StrategyArg::Bounded)]
+    ///
+    /// Both cover every crash state of a crash point whose state space fits
+    /// --states-per-point. Over it, bounded samples the point (systematic choices, then seeded
+    /// random ones) and the summary counts it over budget; exhaustive stops with an error
+    /// naming the crash point and its state count, unless --exhaustive-cap is given.
+    #[arg(long, value_enum, default_value_t = StrategyArg::Bounded, verbatim_doc_comment)]
     strategy: StrategyArg,
-    /// Crash states explored per crash point, at most.
+    /// Crash states explored per crash point, at most (the budget).
     #[arg(long, default_value_t = STATES_PER_POINT_DEFAULT, value_parser = parse_states_per_point)]
     states_per_point: usize,
+    /// With --strategy exhaustive: sample a crash point whose state space exceeds
+    /// --states-per-point, as bounded does, instead of stopping with an error (the summary
+    /// counts and names such points, and the sweep is then not complete).
+    #[arg(long)]
+    exhaustive_cap: bool,
     /// daxfs allocation policy [default: chosen per workload, so a sweep covers both].
     #[arg(long, value_enum)]
     policy: Option<PolicyArg>,
@@ -133,7 +155,8 @@ struct ExploreArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-    /// Directory for artifacts (and the sweep's results.jsonl).
+    /// Directory for artifacts and the sweep's results.jsonl (always written; --resume
+    /// continues from it).
     #[arg(long, default_value = "crashsim-artifacts")]
     out: PathBuf,
     /// Artifacts written at most (one per distinct class and call site).
@@ -157,9 +180,14 @@ struct SweepArgs {
     /// Run only shard I of N: the seeds s with (s - A) % N == I.
     #[arg(long, value_name = "slice:I/N", value_parser = parse_partition)]
     partition: Option<Partition>,
-    /// Continue a killed sweep from OUT/results.jsonl (same options required).
+    /// Continue a killed or interrupted sweep from OUT/results.jsonl (same options required).
     #[arg(long)]
     resume: bool,
+    /// Print a progress line to stderr this often when it is not a terminal (e.g. 30s, 5m; 0
+    /// turns progress off, the bar on a terminal too). A line gives seeds done of the total,
+    /// crash states, states/s, violations, the slowest seed in flight and an ETA.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    progress_interval: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -310,32 +338,70 @@ fn reject_daxfs_options(args: &ExploreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--out` names a directory, or nothing yet.
+pub(crate) fn check_out_dir(flag: &str, out: &Path) -> anyhow::Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(UsageError(format!("{flag} must be a directory; {} is a file", out.display())).into());
+    }
+    Ok(())
+}
+
 fn sweep_target<T: Target>(target: &T, args: &SweepArgs) -> anyhow::Result<ExitCode> {
-    let cfg = sweep_config(args);
+    let cfg = sweep_config(args)?;
     let e = &args.explore;
+    check_out_dir("--out", &e.out)?;
     if args.resume && args.budget.is_some() {
         // Allowed, but say what a resumed budget means.
         eprintln!("crashsim: note: --budget counts from the resume, not from the first start");
     }
+    let signals = progress::Signals::install().context("installing the SIGINT/SIGTERM handlers")?;
+    let monitor = Arc::new(Monitor::new());
     let opts = RunOptions {
         partition: args.partition,
         results: Some(e.out.join(RESULTS_FILE)),
         resume: args.resume,
+        cancel: Some(Arc::clone(&signals.cancel)),
+        monitor: Some(Arc::clone(&monitor)),
     };
-    let bar = progress_bar(cfg.seeds.len());
-    let report = |p: Progress| {
-        if let Some(bar) = &bar {
-            bar.set_position(p.seeds_done);
-            bar.set_message(format!("{} violations", p.violations));
-        }
-    };
-    let mut summary = sweep::run_with(target, &cfg, &opts, &report).context("sweep")?;
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
+    let reporter = progress::Reporter::start(monitor, args.progress_interval, &signals);
+    let result = sweep::run_with(target, &cfg, &opts, &|_| {});
+    reporter.finish();
+    let mut summary = result.map_err(|e| match e {
+        SweepError::OverBudget { .. } => anyhow::anyhow!(
+            "sweep: {e}; raise --states-per-point, or pass --exhaustive-cap to sample such points"
+        ),
+        e => anyhow::Error::new(e).context("sweep"),
+    })?;
     write_sweep_artifacts(target, &mut summary, &e.out, e.max_artifacts).context("writing artifacts")?;
     print_summary(&summary, e.format, |seed| repro_command(&summary, e, seed))?;
-    Ok(summary_exit(&summary))
+    if resumable(&summary) && e.format != Format::Text {
+        // JSON and JUnit go to stdout whole; the way on goes to stderr.
+        eprintln!("crashsim: continue with: {}", resume_command(args));
+    } else if resumable(&summary) {
+        println!("continue with: {}", resume_command(args));
+    }
+    match (summary.interrupted, signals.received()) {
+        (true, Some(signal)) if summary.violations.is_empty() => Ok(ExitCode::from(128 + signal as u8)),
+        (true, _) if !summary.violations.is_empty() => Ok(ExitCode::from(1)),
+        _ => Ok(summary_exit(&summary)),
+    }
+}
+
+/// The command line that continues this sweep where it stopped.
+fn resume_command(args: &SweepArgs) -> String {
+    let mut words: Vec<String> = std::env::args().collect();
+    if let Some(first) = words.first_mut() {
+        *first = "crashsim".to_string();
+    }
+    if !args.resume {
+        words.push("--resume".to_string());
+    }
+    words.join(" ")
+}
+
+/// Whether the summary has seeds that a resumed sweep would explore.
+fn resumable(s: &SweepSummary) -> bool {
+    (s.interrupted || s.budget_exhausted) && s.results_file.is_some()
 }
 
 /// Prints a summary in `format`; `repro` gives the one-line command for a seed (text only).
@@ -363,7 +429,13 @@ pub(crate) fn summary_exit(summary: &SweepSummary) -> ExitCode {
     })
 }
 
-pub(crate) fn crash_config(args: &ExploreArgs) -> CrashConfig {
+pub(crate) fn crash_config(args: &ExploreArgs) -> anyhow::Result<CrashConfig> {
+    if args.exhaustive_cap && args.strategy != StrategyArg::Exhaustive {
+        return Err(UsageError(
+            "--exhaustive-cap caps --strategy exhaustive; bounded always samples over budget".to_string(),
+        )
+        .into());
+    }
     let model = match args.model {
         ModelArg::Adr => PersistenceModel::Adr,
         ModelArg::Eadr => PersistenceModel::Eadr,
@@ -377,11 +449,12 @@ pub(crate) fn crash_config(args: &ExploreArgs) -> CrashConfig {
         StrategyArg::Exhaustive => Strategy::Exhaustive,
         StrategyArg::Bounded => Strategy::Bounded,
     };
-    CrashConfig {
+    Ok(CrashConfig {
         model,
         granularity,
         strategy,
         states_per_point: args.states_per_point,
+        exhaustive_cap: args.exhaustive_cap,
         // --fail-fast: a seed's first violation ends its exploration too.
         violations_per_workload: if args.fail_fast {
             1
@@ -389,27 +462,13 @@ pub(crate) fn crash_config(args: &ExploreArgs) -> CrashConfig {
             CrashConfig::default().violations_per_workload
         },
         ..CrashConfig::default()
-    }
+    })
 }
 
-fn sweep_config(args: &SweepArgs) -> SweepConfig {
-    let crash = crash_config(&args.explore);
+fn sweep_config(args: &SweepArgs) -> anyhow::Result<SweepConfig> {
+    let crash = crash_config(&args.explore)?;
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    SweepConfig { seeds: args.seeds, crash, jobs, budget: args.budget, fail_fast: args.explore.fail_fast }
-}
-
-fn progress_bar(seeds: u64) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(seeds);
-    let style =
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} seeds, {msg}")
-            .map(|s| s.progress_chars("=> "));
-    if let Ok(style) = style {
-        bar.set_style(style);
-    }
-    Some(bar)
+    Ok(SweepConfig { seeds: args.seeds, crash, jobs, budget: args.budget, fail_fast: args.explore.fail_fast })
 }
 
 fn print_text(s: &SweepSummary, repro: impl Fn(u64) -> String) {
@@ -433,8 +492,15 @@ fn print_text(s: &SweepSummary, repro: impl Fn(u64) -> String) {
         s.recovery_crash_states,
         s.elapsed_s,
         s.states_per_s,
-        if s.complete { String::new() } else { format!("; {} seeds skipped", s.seeds_skipped) }
+        if s.seeds_skipped == 0 { String::new() } else { format!("; {} seeds skipped", s.seeds_skipped) }
     );
+    println!("{}", coverage_line(s));
+    if let Some(line) = not_done_line(s) {
+        println!("{line}");
+    }
+    if let Some(path) = &s.results_file {
+        println!("results: {path}");
+    }
     // One line per failing seed (the first violation it found); JSON lists them all.
     for (i, v) in s.violations.iter().enumerate() {
         if i > 0 && s.violations[i - 1].seed == v.seed {
@@ -455,8 +521,157 @@ fn print_text(s: &SweepSummary, repro: impl Fn(u64) -> String) {
     for e in &s.errors {
         println!("ERROR seed {}: {}", e.seed, e.message);
     }
-    let verdict = if s.violations.is_empty() { "clean" } else { "VIOLATIONS FOUND" };
-    println!("{verdict}: {} violations, {} errors", s.violations.len(), s.errors.len());
+    println!("{}: {} violations, {} errors", verdict(s), s.violations.len(), s.errors.len());
+}
+
+/// Why seeds were not done, and which: `INTERRUPTED: 40 of 100 seeds not done: 12..40, 60..100`.
+pub(crate) fn not_done_line(s: &SweepSummary) -> Option<String> {
+    if s.skipped.is_empty() {
+        return None;
+    }
+    let why = if s.interrupted {
+        "INTERRUPTED"
+    } else if s.budget_exhausted {
+        "budget exhausted"
+    } else {
+        // Fail-fast, or a merge of results files that lack some seeds.
+        "not explored"
+    };
+    let total = s.workloads + s.seeds_skipped + s.errors.len() as u64;
+    Some(format!(
+        "{why}: {} of {} seeds not done: {}",
+        grouped(s.seeds_skipped),
+        grouped(total),
+        seed_ranges(s)
+    ))
+}
+
+/// The seeds not done as ranges, at most 20 of them.
+pub(crate) fn seed_ranges(s: &SweepSummary) -> String {
+    const SHOWN: usize = 20;
+    let mut text: Vec<String> = s
+        .skipped_ranges
+        .iter()
+        .take(SHOWN)
+        .map(|r| if r.len() == 1 { r.start.to_string() } else { r.to_string() })
+        .collect();
+    if s.skipped_ranges.len() > SHOWN {
+        text.push(format!("and {} more ranges", s.skipped_ranges.len() - SHOWN));
+    }
+    let shard = s.partition.map(|p| format!(" (the seeds of shard {p} in them)")).unwrap_or_default();
+    format!("{}{shard}", text.join(", "))
+}
+
+/// "clean" only for a complete sweep; otherwise what was searched.
+fn verdict(s: &SweepSummary) -> &'static str {
+    if !s.violations.is_empty() {
+        "VIOLATIONS FOUND"
+    } else if s.interrupted {
+        "interrupted, no violation found so far"
+    } else if !s.states_complete {
+        "no violation found in the sampled states"
+    } else if !s.seeds_complete {
+        "no violation found in the seeds explored"
+    } else {
+        "clean"
+    }
+}
+
+/// One line: whether the sweep was complete, or what share it sampled.
+pub(crate) fn coverage_line(s: &SweepSummary) -> String {
+    let mut parts = Vec::new();
+    if s.seeds_skipped > 0 {
+        let total = s.workloads + s.seeds_skipped + s.errors.len() as u64;
+        parts.push(format!("{} of {} seeds not explored", grouped(s.seeds_skipped), grouped(total)));
+    }
+    if !s.errors.is_empty() {
+        parts.push(format!("{} seeds could not run", grouped(s.errors.len() as u64)));
+    }
+    let states = coverage_text(&s.coverage);
+    let mut line = match (s.complete, s.states_complete) {
+        (true, _) => format!("coverage: {states}"),
+        (false, true) => {
+            // Every state of the workloads explored, but not every seed.
+            let explored = states.trim_start_matches("complete: ");
+            if s.workloads > 0 {
+                parts.push(explored.replace("every crash state of", "every crash state of the explored"));
+            }
+            format!("coverage: incomplete: {}", parts.join("; "))
+        }
+        (false, false) => {
+            parts.insert(0, states.trim_start_matches("sampled: ").to_string());
+            format!("coverage: sampled: {}", parts.join("; "))
+        }
+    };
+    let extras: Vec<&str> = [("recovery crashes", s.recovery_crashes), ("media faults", s.media_faults)]
+        .into_iter()
+        .filter(|(_, how)| *how == Sampling::Sampled)
+        .map(|(what, _)| what)
+        .collect();
+    if !extras.is_empty() {
+        line.push_str(&format!("; {} sampled", extras.join(" and ")));
+    }
+    line
+}
+
+/// "complete: ..." or "sampled: ..." for one coverage record.
+pub(crate) fn coverage_text(c: &crashsim::crash::Coverage) -> String {
+    if c.complete() {
+        return format!(
+            "complete: every crash state of {} crash points ({} states)",
+            grouped(c.points),
+            grouped(c.states_explored)
+        );
+    }
+    let mut parts = Vec::new();
+    if c.points_over_budget > 0 {
+        parts.push(format!(
+            "{} of {} crash points over budget",
+            grouped(c.points_over_budget),
+            grouped(c.points)
+        ));
+    }
+    if c.points_skipped > 0 {
+        parts.push(format!(
+            "{} of {} crash points not explored or cut short (point sample or violation limit)",
+            grouped(c.points_skipped),
+            grouped(c.points)
+        ));
+    }
+    let bound = if c.state_space_exact { "" } else { "≥ " };
+    let share = c.share() * 100.0;
+    let share = match share {
+        x if x > 0.0 && x < 0.1 => "<0.1%".to_string(),
+        x if x >= 99.95 => ">99.9%".to_string(),
+        x => format!("{x:.1}%"),
+    };
+    parts.push(format!(
+        "{} of {bound}{} crash states explored ({share})",
+        grouped(c.states_explored),
+        big_count(c.state_space.0)
+    ));
+    format!("sampled: {}", parts.join("; "))
+}
+
+/// `n` with thousands separators: 1,567.
+pub(crate) fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// A state count: grouped digits below a billion, else two significant digits (2.1e9).
+fn big_count(n: u128) -> String {
+    match u64::try_from(n) {
+        Ok(small) if small < 1_000_000_000 => grouped(small),
+        _ => format!("{:.1e}", n as f64),
+    }
 }
 
 /// The one-line command that re-runs just `seed` with the same options.
@@ -472,6 +687,9 @@ fn repro_command(s: &SweepSummary, args: &ExploreArgs, seed: u64) -> String {
         c.strategy,
         c.states_per_point
     );
+    if c.exhaustive_cap {
+        cmd.push_str(" --exhaustive-cap");
+    }
     if let Some(p) = args.policy.and_then(|p| p.to_possible_value()) {
         cmd.push_str(&format!(" --policy {}", p.get_name()));
     }
@@ -589,5 +807,15 @@ mod tests {
         for bad in ["", "s", "5x", "-1s", "999999h", "1.5s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn counts_print_grouped_or_scientific() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(356_000), "356,000");
+        assert_eq!(grouped(1_567), "1,567");
+        assert_eq!(big_count(999_999_999), "999,999,999");
+        assert_eq!(big_count(2_100_000_000), "2.1e9");
+        assert_eq!(big_count(u128::MAX), "3.4e38");
     }
 }

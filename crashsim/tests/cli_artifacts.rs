@@ -24,12 +24,13 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// A summary without its wall-clock fields.
+/// A summary without its wall-clock fields and the results file's location.
 fn timeless(out: &Output) -> serde_json::Value {
     let mut s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
     let obj = s.as_object_mut().unwrap();
     obj.remove("elapsed_s");
     obj.remove("states_per_s");
+    obj.remove("results_file");
     for v in obj.get_mut("violations").and_then(|v| v.as_array_mut()).into_iter().flatten() {
         v.as_object_mut().unwrap().remove("artifact");
     }
@@ -171,5 +172,32 @@ fn run_takes_a_json_workload_and_partition_rejects_nonsense() {
     for bad in ["slice:3/3", "slice:1", "3/4", "slice:a/b", "slice:0/0"] {
         assert_eq!(code(&crashsim(&["sweep", "--partition", bad])), 2, "{bad}");
     }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn merge_sums_the_coverage_of_shards_and_results_files() {
+    let out = scratch("coverage");
+    let base =
+        ["sweep", "--target", "toylog", "--seeds", "0..12", "--states-per-point", "2", "--format", "json"];
+    let whole = crashsim(&[&base[..], &["--out", s(&out.join("whole"))]].concat());
+    let whole_json: serde_json::Value = serde_json::from_slice(&whole.stdout).unwrap();
+    let mut points = 0;
+    let mut logs = Vec::new();
+    for i in 0..2 {
+        let dir = out.join(format!("shard{i}"));
+        let o = crashsim(&[&base[..], &["--partition", &format!("slice:{i}/2"), "--out", s(&dir)]].concat());
+        let shard: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        points += shard["coverage"]["points_over_budget"].as_u64().unwrap();
+        logs.push(dir.join("results.jsonl"));
+    }
+    let names: Vec<&str> = logs.iter().map(|f| s(f)).collect();
+    let merged = crashsim(&[&["merge"][..], &names].concat());
+    let merged_json: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
+    assert!(points > 0);
+    assert_eq!(merged_json["coverage"]["points_over_budget"], points);
+    assert_eq!(merged_json["coverage"], whole_json["coverage"]);
+    assert_eq!(merged_json["over_budget_points"], whole_json["over_budget_points"]);
+    assert_eq!((&merged_json["complete"], &merged_json["seeds_complete"]), (&false.into(), &true.into()));
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -132,3 +132,132 @@ fn bugs_lists_the_catalogue() {
     assert_eq!(code(&text), 0);
     assert!(String::from_utf8_lossy(&text.stdout).contains("replay-not-idempotent"));
 }
+
+#[test]
+fn default_sweep_samples_and_says_so() {
+    // daxfs with the default bounded strategy: most crash points exceed 256 states.
+    let out = crashsim(&[
+        "sweep",
+        "--seeds",
+        "0..2",
+        "--pmd-blocks",
+        "8",
+        "--format",
+        "json",
+        "--max-artifacts",
+        "0",
+    ]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let s = json(&out);
+    assert_eq!(s["complete"], false, "{s}");
+    assert_eq!((&s["seeds_complete"], &s["states_complete"]), (&true.into(), &false.into()));
+    let c = &s["coverage"];
+    assert!(c["points_over_budget"].as_u64().unwrap() > 0, "{c}");
+    assert!(c["points"].as_u64().unwrap() >= c["points_over_budget"].as_u64().unwrap());
+    let space: u128 = c["state_space"].as_str().expect("state space as a decimal string").parse().unwrap();
+    assert!(space > u128::from(c["states_explored"].as_u64().unwrap()));
+    assert!(c["state_space_exact"].is_boolean());
+    assert!(s["over_budget_points"][0]["seed"].is_u64() && s["over_budget_points"][0]["point"].is_u64());
+    assert_eq!((&s["recovery_crashes"], &s["media_faults"]), (&"sampled".into(), &"sampled".into()));
+}
+
+#[test]
+fn text_says_sampled_not_clean_when_points_are_over_budget() {
+    let out = crashsim(&["sweep", "--target", "toylog", "--seeds", "0..8", "--states-per-point", "2"]);
+    assert_eq!(code(&out), 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("coverage: ")).expect("a coverage line");
+    assert!(line.starts_with("coverage: sampled: ") && line.contains("crash points over budget"), "{line}");
+    assert!(line.contains("crash states explored (") && line.contains("recovery crashes"), "{line}");
+    assert!(text.contains("no violation found in the sampled states: 0 violations"), "{text}");
+    assert!(!text.lines().any(|l| l.starts_with("clean")), "{text}");
+}
+
+#[test]
+fn a_target_whose_points_all_fit_is_complete() {
+    for strategy in ["bounded", "exhaustive"] {
+        let out = crashsim(&[
+            "sweep",
+            "--target",
+            "toylog",
+            "--seeds",
+            "0..8",
+            "--strategy",
+            strategy,
+            "--format",
+            "json",
+        ]);
+        assert_eq!(code(&out), 0, "{strategy}");
+        let s = json(&out);
+        assert_eq!(s["complete"], true, "{strategy}: {s}");
+        let c = &s["coverage"];
+        assert_eq!(c["points_over_budget"], 0);
+        assert_eq!(c["state_space"].as_str().unwrap(), c["states_explored"].to_string());
+    }
+    let text = crashsim(&["sweep", "--target", "toylog", "--seeds", "0..8"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("coverage: complete: every crash state of "), "{text}");
+}
+
+#[test]
+fn exhaustive_over_budget_stops_with_one_line_naming_the_point() {
+    let out = crashsim(&[
+        "sweep",
+        "--target",
+        "toylog",
+        "--seeds",
+        "0..8",
+        "--strategy",
+        "exhaustive",
+        "--states-per-point",
+        "2",
+    ]);
+    assert_eq!(code(&out), 3);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("crash point ") && err.contains(" crash states, more than the 2 per point"),
+        "{err}"
+    );
+    assert!(err.contains("--exhaustive-cap"), "{err}");
+    let capped = crashsim(&[
+        "sweep",
+        "--target",
+        "toylog",
+        "--seeds",
+        "0..8",
+        "--strategy",
+        "exhaustive",
+        "--states-per-point",
+        "2",
+        "--exhaustive-cap",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&capped), 0);
+    let s = json(&capped);
+    assert_eq!(s["complete"], false);
+    assert!(s["coverage"]["points_over_budget"].as_u64().unwrap() > 0);
+    assert_eq!(code(&crashsim(&["sweep", "--target", "toylog", "--exhaustive-cap"])), 2);
+}
+
+#[test]
+fn junit_carries_the_coverage() {
+    let out = crashsim(&[
+        "sweep",
+        "--target",
+        "toylog",
+        "--seeds",
+        "0..4",
+        "--states-per-point",
+        "2",
+        "--format",
+        "junit",
+    ]);
+    assert_eq!(code(&out), 0);
+    let xml = String::from_utf8_lossy(&out.stdout);
+    for p in ["name=\"complete\" value=\"false\"", "name=\"points_over_budget\"", "name=\"state_space\""] {
+        assert!(xml.contains(p), "{p}: {xml}");
+    }
+    assert!(xml.contains("coverage: sampled: "), "{xml}");
+}

@@ -46,8 +46,11 @@ pub struct Loaded {
 
 /// Reads and checks the artifact in `dir`.
 pub fn load(dir: &Path) -> Result<Loaded, ArtifactError> {
+    if !dir.exists() {
+        return Err(ArtifactError::NoDirectory { path: dir.display().to_string() });
+    }
     if !dir.is_dir() {
-        return Err(ArtifactError::Missing { path: dir.display().to_string() });
+        return Err(ArtifactError::NotADirectory { path: dir.display().to_string() });
     }
     let manifest_path = dir.join(MANIFEST_FILE);
     let manifest = decode_manifest(&manifest_path, &read_bounded(&manifest_path, MANIFEST_BYTES_MAX)?)?;

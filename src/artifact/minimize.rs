@@ -63,6 +63,9 @@ pub fn minimize<T: Target>(
 ) -> Result<Minimized, ArtifactError> {
     let m = &loaded.manifest;
     let class = m.class();
+    // The same checks as repro and show: the workload decodes to the manifest's, and the crash
+    // point, choice and media fault rebuild a crash state.
+    super::repro::rebuild(target, loaded)?;
     let mut workload = workload_of(target, loaded)?;
     let fixed = target.fixed_for(&workload);
     let target = fixed.as_ref().unwrap_or(target);

@@ -116,8 +116,12 @@ impl Manifest {
 pub enum ArtifactError {
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
-    #[error("{path}: missing")]
+    #[error("{path}: missing (an artifact directory holds manifest.json and input.bin)")]
     Missing { path: String },
+    #[error("no artifact directory at {path}")]
+    NoDirectory { path: String },
+    #[error("{path} is a file; expected an artifact directory (manifest.json, input.bin)")]
+    NotADirectory { path: String },
     #[error("{path}: {problem}")]
     Corrupt { path: String, problem: String },
     #[error("{path}: format version {found}, this crashsim reads version {FORMAT_VERSION}")]

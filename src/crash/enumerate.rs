@@ -18,11 +18,15 @@ const RANDOM_DRAWS_PER_STATE: usize = 4;
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
-    /// Every choice, when their number fits the per-point budget; otherwise [`Strategy::Bounded`].
+    /// Every choice. A crash point whose choices outnumber the per-point budget stops the
+    /// exploration with [`crate::target::TargetError::OverBudget`], unless
+    /// [`crate::crash::CrashConfig::exhaustive_cap`] allows sampling it as
+    /// [`Strategy::Bounded`] does (the report then counts it over budget).
     Exhaustive,
     /// None persisted, all persisted, each line persisted alone and lost alone, each line's
     /// partial prefixes, pairs of lines, each non-temporal unit alone, then seeded random
-    /// samples, up to the budget.
+    /// samples, up to the budget. A space that fits the budget is always covered whole: once
+    /// the random samples stop finding new choices, the missing ones follow in order.
     #[default]
     Bounded,
 }
@@ -47,16 +51,23 @@ impl std::fmt::Display for Strategy {
     }
 }
 
+/// Whether every choice of `state` fits a budget of `states_max` per crash point.
+pub fn fits_budget(state: &CrashState, states_max: usize) -> bool {
+    state.choice_count() <= states_max as u128
+}
+
 /// At most `states_max` distinct choices for `state`, in a fixed order; `rng` drives the random
-/// tail. Every one is valid for `state`. (Different choices may still give equal images; the
-/// engine deduplicates those by state hash.)
+/// tail. Every one is valid for `state`. When the space fits the budget ([`fits_budget`]),
+/// every choice comes out, whatever the strategy; otherwise both strategies sample it (the
+/// caller decides whether exhaustive enumeration may sample). Different choices may still give
+/// equal images; the engine deduplicates those by state hash.
 pub fn choices<'s>(
     state: &'s CrashState,
     strategy: Strategy,
     states_max: usize,
     rng: SimRng,
 ) -> Box<dyn Iterator<Item = Choice> + 's> {
-    let fits = state.choice_count() <= states_max as u128;
+    let fits = fits_budget(state, states_max);
     match strategy {
         Strategy::Exhaustive if fits => Box::new(state.choices_exhaustive()),
         Strategy::Exhaustive | Strategy::Bounded => {
@@ -64,7 +75,9 @@ pub fn choices<'s>(
             let fresh = move |c: &Choice| yielded.insert(c.clone());
             // Distinct choices: once the whole space is out, stop drawing.
             let distinct_max = state.choice_count().min(states_max as u128) as usize;
-            Box::new(bounded(state, rng, states_max).filter(fresh).take(distinct_max))
+            // A space within the budget ends with every choice, so none is left to chance.
+            let rest = fits.then(|| state.choices_exhaustive()).into_iter().flatten();
+            Box::new(bounded(state, rng, states_max).chain(rest).filter(fresh).take(distinct_max))
         }
     }
 }
@@ -170,7 +183,7 @@ mod tests {
     }
 
     #[test]
-    fn exhaustive_falls_back_to_bounded_over_budget() {
+    fn capped_exhaustive_samples_like_bounded_over_budget() {
         let s = state();
         let got: Vec<Choice> = choices(&s, Strategy::Exhaustive, 10, rng_from_seed(1)).collect();
         assert_eq!(got.len(), 10);
@@ -194,6 +207,10 @@ mod tests {
         let distinct: BTreeSet<_> = a.iter().map(|c| format!("{c:?}")).collect();
         assert_eq!(distinct.len(), a.len(), "choices never repeat");
         let over: Vec<Choice> = choices(&s, Strategy::Bounded, 500, rng_from_seed(7)).collect();
-        assert!(over.len() <= 96 && over.len() > 60, "{} choices of 96", over.len());
+        assert_eq!(over.len(), 96, "a space within the budget is covered whole");
+        assert_eq!(over[..60], a[..], "the bounded order comes first");
+        let distinct: BTreeSet<_> = over.iter().map(|c| format!("{c:?}")).collect();
+        assert_eq!(distinct.len(), 96);
+        assert!(fits_budget(&s, 96) && !fits_budget(&s, 95));
     }
 }

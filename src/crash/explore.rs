@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::check::{Violation, ViolationClass};
 use crate::pmem::{
@@ -11,13 +12,15 @@ use crate::rng::{SimRng, rng_from_seed};
 use crate::target::{Target, TargetError};
 use rand::RngExt as _;
 
+use super::coverage::{Coverage, OVER_BUDGET_LISTED};
 use super::evidence::{attach_crash, attach_run_time};
 use super::replay::{oracle, replay_run};
-use super::{CrashConfig, ImageMode, choices, guarded, random_choice};
+use super::{CrashConfig, ImageMode, Strategy, choices, guarded, random_choice};
 
 /// What exploring one workload found. Counts are deterministic for a seed and a config.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WorkloadReport {
+    /// Crash points explored (see `coverage.points` for all of them).
     pub crash_points: u64,
     /// Crash states enumerated, duplicates included.
     pub crash_states: u64,
@@ -27,6 +30,13 @@ pub struct WorkloadReport {
     pub recovery_crash_states: u64,
     /// Run-time violations first, then crash violations in crash-point order.
     pub violations: Vec<Violation>,
+    /// How much of the crash-state space was explored.
+    #[serde(default = "Coverage::unknown")]
+    pub coverage: Coverage,
+    /// The first crash points (trace positions, ascending) whose state space exceeded the
+    /// budget, at most [`OVER_BUDGET_LISTED`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub over_budget_points: Vec<u64>,
 }
 
 /// Builds the workload for `seed`, runs it on a fresh image and explores its crash states.
@@ -36,6 +46,17 @@ pub fn explore_seed<T: Target>(
     seed: u64,
 ) -> Result<WorkloadReport, TargetError> {
     explore_workload(target, cfg, seed, &target.workload_from_seed(seed), None)
+}
+
+/// [`explore_seed`], abandoned as soon as `stop` is set: `Ok(None)` then (nothing of the seed
+/// is reported; exploring it again gives the full report).
+pub fn explore_seed_until<T: Target>(
+    target: &T,
+    cfg: &CrashConfig,
+    seed: u64,
+    stop: &AtomicBool,
+) -> Result<Option<WorkloadReport>, TargetError> {
+    explore(target, cfg, seed, &target.workload_from_seed(seed), None, Some(stop), None)
 }
 
 /// Runs `workload` on a fresh image and explores its crash states; `stream_seed` seeds the
@@ -48,7 +69,8 @@ pub fn explore_workload<T: Target>(
     workload: &T::Workload,
     only: Option<ViolationClass>,
 ) -> Result<WorkloadReport, TargetError> {
-    explore_inner(target, cfg, stream_seed, workload, only, None)
+    let report = explore(target, cfg, stream_seed, workload, only, None, None)?;
+    Ok(report.expect("no stop flag, never stopped"))
 }
 
 /// The verdict the engine's fast path (views, dedup, the target's caches) gave one enumerated
@@ -66,17 +88,19 @@ pub fn explore_observed<T: Target>(
     workload: &T::Workload,
     observe: &mut StateObserver<'_>,
 ) -> Result<WorkloadReport, TargetError> {
-    explore_inner(target, cfg, stream_seed, workload, None, Some(observe))
+    let report = explore(target, cfg, stream_seed, workload, None, None, Some(observe))?;
+    Ok(report.expect("no stop flag, never stopped"))
 }
 
-fn explore_inner<T: Target>(
+fn explore<T: Target>(
     target: &T,
     cfg: &CrashConfig,
     stream_seed: u64,
     workload: &T::Workload,
     only: Option<ViolationClass>,
+    stop: Option<&AtomicBool>,
     observe: Option<&mut StateObserver<'_>>,
-) -> Result<WorkloadReport, TargetError> {
+) -> Result<Option<WorkloadReport>, TargetError> {
     let replay = replay_run(target, workload)
         .map_err(|e| TargetError::Other(format!("run of seed {stream_seed}: {e}")))?;
     let mut report = WorkloadReport::default();
@@ -103,14 +127,18 @@ fn explore_inner<T: Target>(
         record: &replay.record,
         seen: BTreeSet::new(),
         only,
+        stop,
         report,
         observe,
         verdicts: BTreeMap::new(),
     };
-    explorer.explore(replay.initial);
+    explorer.explore(replay.initial)?;
+    if explorer.stopped() {
+        return Ok(None);
+    }
     let mut report = explorer.report;
     report.violations.truncate(cfg.violations_per_workload);
-    Ok(report)
+    Ok(Some(report))
 }
 
 /// `cap` of `points`, in trace order (the tracker only moves forward), spread over the call
@@ -152,6 +180,8 @@ struct Explorer<'a, 'o, T: Target> {
     seen: BTreeSet<(u128, u64, bool)>,
     /// Keep only violations of this class.
     only: Option<ViolationClass>,
+    /// Abandon the workload once this is set.
+    stop: Option<&'a AtomicBool>,
     report: WorkloadReport,
     /// Told every enumerated state's verdict ([`explore_observed`]).
     observe: Option<&'a mut StateObserver<'o>>,
@@ -160,38 +190,73 @@ struct Explorer<'a, 'o, T: Target> {
 }
 
 impl<T: Target> Explorer<'_, '_, T> {
-    fn full(&self) -> bool {
-        self.report.violations.len() >= self.cfg.violations_per_workload
+    fn stopped(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
     }
 
-    fn explore(&mut self, initial: Arc<dyn Backing>) {
+    /// The workload reached its violation limit, or was told to stop.
+    fn full(&self) -> bool {
+        self.report.violations.len() >= self.cfg.violations_per_workload || self.stopped()
+    }
+
+    /// Walks every crash point: those in the sample (all, unless `points_per_workload` is set)
+    /// are explored while the workload is not full; every one adds its space to the coverage.
+    fn explore(&mut self, initial: Arc<dyn Backing>) -> Result<(), TargetError> {
         let mut tracker = Tracker::new(self.trace, initial, self.cfg.model);
-        let mut points = crash_points(self.trace, self.cfg.granularity);
+        let points = crash_points(self.trace, self.cfg.granularity);
         let cap = self.cfg.points_per_workload;
-        if cap > 0 && points.len() > cap {
+        let sample: Option<BTreeSet<CrashPoint>> = (cap > 0 && points.len() > cap).then(|| {
             let rng = rng_from_seed(stream(self.seed, CrashPoint(0), 3));
-            points = sample_by_site(self.trace, points, cap, rng);
-        }
+            sample_by_site(self.trace, points.clone(), cap, rng).into_iter().collect()
+        });
+        let budget = self.cfg.states_per_point;
         for point in points {
-            if self.full() {
-                break;
+            if self.stopped() {
+                return Ok(());
             }
             tracker.advance_to(point);
+            let states = tracker.choice_count();
+            self.report.coverage.add_point_space(states);
+            if self.full() || sample.as_ref().is_some_and(|s| !s.contains(&point)) {
+                self.report.coverage.points_skipped += 1;
+                continue;
+            }
+            let fits = states <= budget as u128;
+            if !fits {
+                if self.cfg.strategy == Strategy::Exhaustive && !self.cfg.exhaustive_cap {
+                    return Err(TargetError::OverBudget { point: point.0, states, budget });
+                }
+                self.report.coverage.points_over_budget += 1;
+                if self.report.over_budget_points.len() < OVER_BUDGET_LISTED {
+                    self.report.over_budget_points.push(point.0 as u64);
+                }
+            }
             self.report.crash_points += 1;
-            self.explore_point(&tracker.crash_state());
+            let state = tracker.crash_state();
+            debug_assert_eq!(state.choice_count(), states, "the tracker counts the state's choices");
+            let whole = self.explore_point(&state);
+            if fits && !whole {
+                self.report.coverage.points_skipped += 1;
+            }
         }
+        Ok(())
     }
 
-    fn explore_point(&mut self, state: &CrashState) {
+    /// Explores one crash point; true if its choices ran to the end (the workload did not
+    /// fill up on the way).
+    fn explore_point(&mut self, state: &CrashState) -> bool {
         let expectations = self.target.expectations_at(self.record, state.point);
         let choice_rng = rng_from_seed(stream(self.seed, state.point, 0));
         let mut recovery_rng = rng_from_seed(stream(self.seed, state.point, 1));
         let mut checked = 0usize;
+        let mut whole = true;
         for choice in choices(state, self.cfg.strategy, self.cfg.states_per_point, choice_rng) {
             if self.full() {
+                whole = false;
                 break;
             }
             self.report.crash_states += 1;
+            self.report.coverage.states_explored += 1;
             let view = View::new(state, &choice).expect("enumerated choices fit their crash state");
             let torn = choice.torn > 0;
             let key = (view.state_hash(), expectations, torn);
@@ -216,6 +281,7 @@ impl<T: Target> Explorer<'_, '_, T> {
             self.report.violations.append(&mut found);
         }
         self.explore_media_faults(state, expectations);
+        whole
     }
 
     /// Media-fault states at one crash point: all persisted, then one bit flipped in a word the

@@ -6,15 +6,19 @@
 //! reads a [`crate::pmem::View`] (shared base + chosen units) and writes a private copy-on-write
 //! overlay. [`ImageMode::Copy`] exists only as the benchmark baseline.
 
+mod coverage;
 mod enumerate;
 mod evidence;
 mod explore;
 mod guard;
 mod replay;
 
-pub use enumerate::{Strategy, choices, random_choice};
+pub use coverage::{Coverage, OVER_BUDGET_LISTED, StateCount};
+pub use enumerate::{Strategy, choices, fits_budget, random_choice};
 pub use evidence::{attach_crash, last_writer};
-pub use explore::{StateObserver, WorkloadReport, explore_observed, explore_seed, explore_workload};
+pub use explore::{
+    StateObserver, WorkloadReport, explore_observed, explore_seed, explore_seed_until, explore_workload,
+};
 pub use guard::guarded;
 pub use replay::{RecoveryCrash, Replay, judge_image, replay_run};
 
@@ -77,6 +81,15 @@ pub struct CrashConfig {
     /// Fuzzing bounds it to keep each input cheap.
     #[serde(default)]
     pub points_per_workload: usize,
+    /// With [`Strategy::Exhaustive`]: a crash point with more states than `states_per_point`
+    /// is sampled (and counted over budget in the report) instead of stopping the exploration
+    /// with [`crate::target::TargetError::OverBudget`].
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub exhaustive_cap: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for CrashConfig {
@@ -91,6 +104,7 @@ impl Default for CrashConfig {
             violations_per_workload: VIOLATIONS_PER_WORKLOAD_DEFAULT,
             media_faults_per_point: MEDIA_FAULTS_PER_POINT_DEFAULT,
             points_per_workload: 0,
+            exhaustive_cap: false,
         }
     }
 }

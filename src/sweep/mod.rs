@@ -2,24 +2,30 @@
 //!
 //! Results are identical for any `jobs`: each seed is explored independently and results are
 //! merged in seed order. `--fail-fast` keeps that property (it stops only seeds above the
-//! smallest failing seed, and drops their results). The time budget is the one wall-clock input
-//! and lives here, never in the model: a sweep cut short says so (`complete: false`).
+//! smallest failing seed, and drops their results). The time budget, the progress monitor and
+//! the cancellation flag are the wall-clock inputs and live here, never in the model: a sweep
+//! cut short says so (`complete: false`, with `budget_exhausted` or `interrupted`, and the seeds
+//! not done).
 
+mod monitor;
 mod results;
 
+pub use monitor::{Monitor, Progress};
 pub use results::{
     PARTITIONS_MAX, Partition, RESULTS_FILE, RunOptions, merge_summaries, summary_from_results,
 };
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
 use crate::check::Violation;
-use crate::crash::{CrashConfig, STATES_PER_POINT_MAX, WorkloadReport, explore_seed};
-use crate::target::Target;
+use crate::crash::{
+    Coverage, CrashConfig, OVER_BUDGET_LISTED, STATES_PER_POINT_MAX, WorkloadReport, explore_seed_until,
+};
+use crate::target::{Target, TargetError};
 
 use results::{ResultsHeader, ResultsLog};
 
@@ -97,14 +103,10 @@ pub enum SweepError {
     Results { path: String, problem: String },
     #[error("cannot merge: {0}")]
     Merge(String),
-}
-
-/// Reported after each seed finishes (from worker threads).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct Progress {
-    pub seeds_done: u64,
-    pub seeds_total: u64,
-    pub violations: u64,
+    /// Exhaustive enumeration met a crash point over the per-point budget (the smallest such
+    /// seed; the sweep stops there).
+    #[error("seed {seed}: {error}")]
+    OverBudget { seed: u64, error: TargetError },
 }
 
 /// A violation with the seed whose workload found it.
@@ -125,6 +127,32 @@ pub struct SeedError {
     pub message: String,
 }
 
+/// A crash point of one seed's workload.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct SeedPoint {
+    pub seed: u64,
+    /// The crash point's trace position.
+    pub point: u64,
+}
+
+/// How a kind of extra crash state is explored: a seeded sample per crash point, or not at all.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sampling {
+    #[default]
+    Sampled,
+    Off,
+}
+
+impl std::fmt::Display for Sampling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Sampled => "sampled",
+            Self::Off => "off",
+        })
+    }
+}
+
 /// The merged result of a sweep. Everything but `elapsed_s` and `states_per_s` is a function of
 /// the target, the seeds and the crash config (and of the budget, when it cut the sweep short).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -136,8 +164,30 @@ pub struct SweepSummary {
     pub workloads: u64,
     /// Seeds not explored (budget or fail-fast).
     pub seeds_skipped: u64,
-    /// True when every seed of the range was explored.
+    /// True only when every seed was explored (`seeds_complete`) and every crash state of
+    /// every crash point was covered (`states_complete`).
     pub complete: bool,
+    /// True when every seed of the range (or of every shard, and the shards cover the range)
+    /// was explored without error.
+    #[serde(default)]
+    pub seeds_complete: bool,
+    /// True when every crash state of every crash point of the explored workloads was
+    /// covered: no point over the per-point budget, none left out.
+    #[serde(default)]
+    pub states_complete: bool,
+    /// How much of the crash-state space the explored workloads covered, summed.
+    #[serde(default = "Coverage::unknown")]
+    pub coverage: Coverage,
+    /// The first crash points over the per-point budget, by seed and trace position.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub over_budget_points: Vec<SeedPoint>,
+    /// Crashes inside recovery: a seeded sample of the first states of each crash point,
+    /// never the whole space (`complete` does not count them).
+    #[serde(default)]
+    pub recovery_crashes: Sampling,
+    /// Media-fault states: a seeded sample per crash point (`complete` does not count them).
+    #[serde(default)]
+    pub media_faults: Sampling,
     pub crash_points: u64,
     pub crash_states: u64,
     pub unique_states: u64,
@@ -152,12 +202,48 @@ pub struct SweepSummary {
     /// Seeds of the range (or shard) not explored, ascending.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<u64>,
+    /// The same seeds as runs `A..B` of consecutive seeds (of the shard, with `--partition`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_ranges: Vec<SeedRange>,
+    /// The sweep was cancelled (a signal): the seeds in flight were abandoned and the rest not
+    /// started. A resumed sweep picks them up.
+    #[serde(default)]
+    pub interrupted: bool,
+    /// The time budget ran out before every seed was started.
+    #[serde(default)]
+    pub budget_exhausted: bool,
+    /// The results file this run appended to (`--resume` continues from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results_file: Option<String>,
+}
+
+/// Runs of consecutive seeds (`step` apart) of an ascending list, as half-open ranges.
+pub fn seed_runs(seeds: &[u64], step: u64) -> Vec<SeedRange> {
+    let mut runs: Vec<SeedRange> = Vec::new();
+    for &s in seeds {
+        match runs.last_mut() {
+            Some(r) if r.end - 1 + step == s => r.end = s + 1,
+            _ => runs.push(SeedRange { start: s, end: s + 1 }),
+        }
+    }
+    runs
 }
 
 enum SeedOutcome {
     Explored(u64, WorkloadReport),
     Failed(u64, String),
     Skipped(u64),
+}
+
+/// When a seed ran, as a results file remembers it.
+#[derive(Copy, Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct SeedTiming {
+    /// Wall-clock seconds the seed took.
+    elapsed_s: f64,
+    /// Which run of the sweep explored it: 0 for the first, one more for each `--resume`.
+    session: u32,
+    /// Seconds from the start of that run to the end of the seed.
+    at_s: f64,
 }
 
 impl SeedOutcome {
@@ -193,8 +279,19 @@ struct Shared<'a> {
     /// Fail-fast after the run-time pass flagged a seed: seeds below it are not crash-explored
     /// (0 otherwise).
     stop_before: AtomicU64,
-    done: AtomicU64,
-    violations: AtomicU64,
+    /// Set to abandon the seeds in flight and start no more.
+    cancel: &'a AtomicBool,
+    /// Seeds skipped because of `cancel`, and because of the budget.
+    cancelled: AtomicU64,
+    late: AtomicU64,
+    monitor: &'a Monitor,
+    /// This run's number in the results file, and its start.
+    session: u32,
+    start: Instant,
+    /// Smallest seed whose exhaustive exploration met a crash point over the budget; seeds
+    /// above it are not started (`u64::MAX` if none).
+    abort_after: AtomicU64,
+    over_budget: std::sync::Mutex<Option<(u64, TargetError)>>,
     progress: &'a (dyn Fn(Progress) + Sync),
     log: Option<&'a ResultsLog>,
 }
@@ -229,13 +326,27 @@ pub fn run_with<T: Target>(
         config: cfg.crash,
         fail_fast: cfg.fail_fast,
     };
-    let (mut done, log) = match &opts.results {
+    let (mut done, history, log) = match &opts.results {
         Some(path) => {
-            let (done, log) = ResultsLog::open(path, &header, opts.resume)?;
-            (done, Some(log))
+            let (done, history, log) = ResultsLog::open(path, &header, opts.resume)?;
+            (done, history, Some(log))
         }
-        None => (Vec::new(), None),
+        None => (Vec::new(), results::History::default(), None),
     };
+    let own_monitor = Monitor::new();
+    let monitor = opts.monitor.as_deref().unwrap_or(&own_monitor);
+    let never = AtomicBool::new(false);
+    let cancel = opts.cancel.as_deref().unwrap_or(&never);
+    let resumed_violations = done
+        .iter()
+        .map(|o| match o {
+            SeedOutcome::Explored(_, r) => r.violations.len() as u64,
+            SeedOutcome::Failed(..) => 1,
+            SeedOutcome::Skipped(_) => 0,
+        })
+        .sum();
+    let shard_total = shard_seeds(cfg.seeds, opts.partition).count() as u64;
+    monitor.start_run(shard_total, done.len() as u64, resumed_violations);
     let stop_after = done
         .iter()
         .filter(|o| !matches!(o, SeedOutcome::Explored(_, r) if r.violations.is_empty()))
@@ -247,8 +358,14 @@ pub fn run_with<T: Target>(
         deadline: cfg.budget.map(|b| start + b),
         stop_after: AtomicU64::new(stop_after),
         stop_before: AtomicU64::new(0),
-        done: AtomicU64::new(done.len() as u64),
-        violations: AtomicU64::new(0),
+        cancel,
+        cancelled: AtomicU64::new(0),
+        late: AtomicU64::new(0),
+        monitor,
+        session: history.sessions,
+        start,
+        abort_after: AtomicU64::new(u64::MAX),
+        over_budget: std::sync::Mutex::new(None),
         progress,
         log: log.as_ref(),
     };
@@ -264,7 +381,13 @@ pub fn run_with<T: Target>(
         probe.sort_unstable();
     }
     let flagged: Vec<u64> = if probe.len() > 1 {
-        pool.install(|| probe.par_iter().copied().filter(|&s| run_time_flags(target, s)).collect())
+        pool.install(|| {
+            probe
+                .par_iter()
+                .copied()
+                .filter(|&s| !cancel.load(Ordering::SeqCst) && run_time_flags(target, s))
+                .collect()
+        })
     } else {
         Vec::new()
     };
@@ -287,13 +410,22 @@ pub fn run_with<T: Target>(
         pool.install(|| todo.par_iter().map(|&seed| one_seed(target, &shared, seed)).collect::<Vec<_>>()),
     );
     let stop_after = shared.stop_after.load(Ordering::SeqCst);
+    let interrupted = shared.cancelled.load(Ordering::SeqCst) > 0;
+    let budget_exhausted = shared.late.load(Ordering::SeqCst) > 0;
+    if let Some((seed, error)) = shared.over_budget.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(SweepError::OverBudget { seed, error });
+    }
     if let Some(e) = log.and_then(ResultsLog::into_error) {
         return Err(e);
     }
     done.extend(fresh);
     done.sort_by_key(SeedOutcome::seed);
     let mut summary = merge(&header, done, stop_after);
-    summary.elapsed_s = start.elapsed().as_secs_f64();
+    summary.interrupted = interrupted;
+    summary.budget_exhausted = budget_exhausted;
+    summary.results_file = opts.results.as_ref().map(|p| p.display().to_string());
+    // Earlier runs of a resumed sweep count too.
+    summary.elapsed_s = history.elapsed_s + start.elapsed().as_secs_f64();
     summary.states_per_s =
         if summary.elapsed_s > 0.0 { summary.crash_states as f64 / summary.elapsed_s } else { 0.0 };
     Ok(summary)
@@ -317,11 +449,42 @@ fn one_seed<T: Target>(target: &T, shared: &Shared<'_>, seed: u64) -> SeedOutcom
         && (seed > shared.stop_after.load(Ordering::SeqCst)
             || seed < shared.stop_before.load(Ordering::SeqCst));
     let late = shared.deadline.is_some_and(|d| Instant::now() >= d);
-    if stopped || late {
+    let aborted = seed > shared.abort_after.load(Ordering::SeqCst);
+    let cancelled = shared.cancel.load(Ordering::SeqCst);
+    if cancelled {
+        shared.cancelled.fetch_add(1, Ordering::SeqCst);
+    } else if late && !stopped {
+        shared.late.fetch_add(1, Ordering::SeqCst);
+    }
+    if stopped || late || aborted || cancelled {
         return SeedOutcome::Skipped(seed);
     }
-    let outcome = match explore_seed(target, &cfg.crash, seed) {
+    let began = shared.monitor.seed_started(seed);
+    let explored = explore_seed_until(target, &cfg.crash, seed, shared.cancel);
+    if let Ok(None) = explored {
+        // Abandoned mid-seed: not a result, a resumed sweep explores it again.
+        shared.monitor.seed_ended(seed, None);
+        shared.cancelled.fetch_add(1, Ordering::SeqCst);
+        return SeedOutcome::Skipped(seed);
+    }
+    let timing = SeedTiming {
+        elapsed_s: began.elapsed().as_secs_f64(),
+        session: shared.session,
+        at_s: shared.start.elapsed().as_secs_f64(),
+    };
+    let outcome = match explored.map(|r| r.expect("not abandoned")) {
         Ok(report) => SeedOutcome::Explored(seed, report),
+        Err(e @ TargetError::OverBudget { .. }) => {
+            // Not a result: the sweep stops with an error at the smallest such seed (every seed
+            // below it still runs, so which one it is does not depend on --jobs).
+            shared.abort_after.fetch_min(seed, Ordering::SeqCst);
+            let mut first = shared.over_budget.lock().unwrap_or_else(|p| p.into_inner());
+            if first.as_ref().is_none_or(|(s, _)| seed < *s) {
+                *first = Some((seed, e));
+            }
+            shared.monitor.seed_ended(seed, None);
+            return SeedOutcome::Skipped(seed);
+        }
         Err(e) => SeedOutcome::Failed(seed, e.to_string()),
     };
     let failing = match &outcome {
@@ -330,14 +493,17 @@ fn one_seed<T: Target>(target: &T, shared: &Shared<'_>, seed: u64) -> SeedOutcom
         SeedOutcome::Skipped(_) => 0,
     };
     if let Some(log) = shared.log {
-        log.append(&outcome);
+        log.append(&outcome, &timing);
     }
     if failing > 0 {
         shared.stop_after.fetch_min(seed, Ordering::SeqCst);
     }
-    let violations = shared.violations.fetch_add(failing, Ordering::SeqCst) + failing;
-    let seeds_done = shared.done.fetch_add(1, Ordering::SeqCst) + 1;
-    (shared.progress)(Progress { seeds_done, seeds_total: cfg.seeds.len(), violations });
+    let states = match &outcome {
+        SeedOutcome::Explored(_, r) => r.crash_states,
+        _ => 0,
+    };
+    shared.monitor.seed_ended(seed, Some((states, failing)));
+    (shared.progress)(shared.monitor.snapshot());
     outcome
 }
 
@@ -350,6 +516,16 @@ fn merge(header: &ResultsHeader, outcomes: Vec<SeedOutcome>, stop_after: u64) ->
         workloads: 0,
         seeds_skipped: 0,
         complete: false,
+        seeds_complete: false,
+        states_complete: false,
+        coverage: Coverage::default(),
+        over_budget_points: Vec::new(),
+        recovery_crashes: recovery_sampling(&header.config),
+        media_faults: if header.config.media_faults_per_point > 0 {
+            Sampling::Sampled
+        } else {
+            Sampling::Off
+        },
         crash_points: 0,
         crash_states: 0,
         unique_states: 0,
@@ -360,6 +536,10 @@ fn merge(header: &ResultsHeader, outcomes: Vec<SeedOutcome>, stop_after: u64) ->
         states_per_s: 0.0,
         partition: header.partition,
         skipped: Vec::new(),
+        skipped_ranges: Vec::new(),
+        interrupted: false,
+        budget_exhausted: false,
+        results_file: None,
     };
     let kept = |seed: u64| !header.fail_fast || seed <= stop_after;
     for outcome in outcomes {
@@ -370,6 +550,10 @@ fn merge(header: &ResultsHeader, outcomes: Vec<SeedOutcome>, stop_after: u64) ->
                 s.crash_states += r.crash_states;
                 s.unique_states += r.unique_states;
                 s.recovery_crash_states += r.recovery_crash_states;
+                s.coverage.add(&r.coverage);
+                let room = OVER_BUDGET_LISTED.saturating_sub(s.over_budget_points.len());
+                s.over_budget_points
+                    .extend(r.over_budget_points.iter().take(room).map(|&point| SeedPoint { seed, point }));
                 s.violations.extend(r.violations.into_iter().map(|violation| SweepViolation {
                     seed,
                     violation,
@@ -385,13 +569,32 @@ fn merge(header: &ResultsHeader, outcomes: Vec<SeedOutcome>, stop_after: u64) ->
             }
         }
     }
-    s.complete = s.seeds_skipped == 0;
+    s.skipped_ranges = seed_runs(&s.skipped, header.partition.map_or(1, |p| p.count));
+    s.seeds_complete = s.seeds_skipped == 0 && s.errors.is_empty();
+    s.states_complete = s.coverage.complete();
+    s.complete = s.seeds_complete && s.states_complete;
     s
+}
+
+fn recovery_sampling(c: &CrashConfig) -> Sampling {
+    if c.recovery_crash.states_per_point > 0 && c.recovery_crash.crashes_per_state > 0 {
+        Sampling::Sampled
+    } else {
+        Sampling::Off
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skipped_seeds_print_as_runs() {
+        let r = |a, b| SeedRange { start: a, end: b };
+        assert_eq!(seed_runs(&[3, 4, 5, 9, 11, 12], 1), vec![r(3, 6), r(9, 10), r(11, 13)]);
+        assert_eq!(seed_runs(&[2, 5, 8, 14], 3), vec![r(2, 9), r(14, 15)]);
+        assert!(seed_runs(&[], 1).is_empty());
+    }
 
     #[test]
     fn seed_ranges_parse_and_reject_nonsense() {
