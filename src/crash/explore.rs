@@ -215,7 +215,8 @@ impl<T: Target> Explorer<'_, '_, T> {
                 return Ok(());
             }
             tracker.advance_to(point);
-            let states = tracker.choice_count();
+            let state = tracker.crash_state();
+            let states = state.choice_count();
             self.report.coverage.add_point_space(states);
             if self.full() || sample.as_ref().is_some_and(|s| !s.contains(&point)) {
                 self.report.coverage.points_skipped += 1;
@@ -232,8 +233,6 @@ impl<T: Target> Explorer<'_, '_, T> {
                 }
             }
             self.report.crash_points += 1;
-            let state = tracker.crash_state();
-            debug_assert_eq!(state.choice_count(), states, "the tracker counts the state's choices");
             let whole = self.explore_point(&state);
             if fits && !whole {
                 self.report.coverage.points_skipped += 1;

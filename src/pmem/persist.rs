@@ -625,12 +625,6 @@ impl<'t> Tracker<'t> {
         units
     }
 
-    /// The number of choices of the crash state if power were cut now: the same as
-    /// `self.crash_state().choice_count()` (it builds the state: for points not explored).
-    pub fn choice_count(&self) -> u128 {
-        self.crash_state().choice_count()
-    }
-
     /// Convenience: the crash state at `point`, walking a fresh tracker.
     pub fn state_at(
         trace: &Trace,
