@@ -45,7 +45,7 @@ enum Command {
     /// The summary says whether the sweep was complete (every seed, every crash state of every
     /// crash point) or what share it sampled. The first SIGINT or SIGTERM stops the sweep: seeds
     /// in flight are abandoned and the summary, marked interrupted, lists the seeds not done;
-    /// --resume continues from OUT/results.jsonl. A second signal exits at once.
+    /// --resume continues from OUT/results.jsonl. A second signal (1 s or more later) exits at once.
     ///
     /// Exit codes: 0 clean, 1 violation found, 2 usage error, 3 input or internal error (also
     /// --strategy exhaustive over budget), 130/143 interrupted by SIGINT/SIGTERM (1 if a

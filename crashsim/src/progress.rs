@@ -3,17 +3,23 @@
 //!
 //! The first SIGINT or SIGTERM sets the sweep's cancellation flag: the workers abandon their
 //! seeds, the sweep returns what it has, and the summary is printed, marked interrupted. A
-//! second one exits at once (130 for SIGINT, 143 for SIGTERM).
+//! second one exits at once (130 for SIGINT, 143 for SIGTERM), unless it arrives within
+//! [`REPEAT_GRACE`] of the first: `timeout(1)` and CI runners signal both the process and its
+//! group, so one request to stop arrives twice.
 
 use std::io::IsTerminal as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crashsim::sweep::{Monitor, Progress};
 use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// A repeat of the stopping signal this soon after the first is the same request delivered
+/// twice (to the process and to its process group), not a second request.
+const REPEAT_GRACE: Duration = Duration::from_secs(1);
 
 /// How often the reporter looks at the cancellation flag and redraws the bar.
 const TICK: Duration = Duration::from_millis(200);
@@ -27,22 +33,34 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// Installs the handlers. The exit-at-once handler is registered first, so it only fires
-    /// once the flag is already set, i.e. on the second signal.
+    /// Installs the handlers: the first signal records itself and sets the flag; a later one,
+    /// [`REPEAT_GRACE`] or more after the first, exits at once.
     pub fn install() -> anyhow::Result<Self> {
         let cancel = Arc::new(AtomicBool::new(false));
         let which = Arc::new(AtomicUsize::new(0));
+        let start = Instant::now();
+        // Milliseconds since `start` when the first signal arrived, plus one (0: none yet).
+        let first_ms = Arc::new(AtomicU64::new(0));
         for (signal, code) in [(SIGINT, 130), (SIGTERM, 143)] {
-            signal_hook::flag::register_conditional_shutdown(signal, code, Arc::clone(&cancel))?;
-            // `which` before `cancel`: whoever sees the flag set also sees the signal.
-            let record = Arc::clone(&which);
-            // SAFETY: the action only does an atomic compare-exchange, which is async-signal-safe.
+            let (cancel, which, first_ms) = (Arc::clone(&cancel), Arc::clone(&which), Arc::clone(&first_ms));
+            // SAFETY: the action uses only atomics, the monotonic clock (clock_gettime) and
+            // `_exit`, all async-signal-safe.
             unsafe {
                 signal_hook::low_level::register(signal, move || {
-                    let _ = record.compare_exchange(0, signal as usize, Ordering::SeqCst, Ordering::SeqCst);
+                    let now_ms = start.elapsed().as_millis() as u64 + 1;
+                    match first_ms.compare_exchange(0, now_ms, Ordering::SeqCst, Ordering::SeqCst) {
+                        Ok(_) => {
+                            // `which` before `cancel`: whoever sees the flag set sees the signal.
+                            which.store(signal as usize, Ordering::SeqCst);
+                            cancel.store(true, Ordering::SeqCst);
+                        }
+                        Err(first) if now_ms - first >= REPEAT_GRACE.as_millis() as u64 => {
+                            signal_hook::low_level::exit(code);
+                        }
+                        Err(_) => {}
+                    }
                 })?;
             }
-            signal_hook::flag::register(signal, Arc::clone(&cancel))?;
         }
         Ok(Self { cancel, which })
     }
