@@ -132,6 +132,9 @@ pub struct RunRecord {
     /// [`RunRecord::landed`], computed once (the crash check needs it for every state).
     #[serde(skip)]
     landed: std::sync::OnceLock<Landed>,
+    /// Indexes of the zeroing events, computed once (few, and asked for in every state).
+    #[serde(skip)]
+    zeroings: std::sync::OnceLock<Vec<usize>>,
     pub files: Vec<FileLife>,
     pub events: Vec<DataEvent>,
     pub acks: Vec<Ack>,
@@ -233,9 +236,17 @@ impl RunRecord {
         events | acks << 20 | files << 40 | unlinks << 52
     }
 
+    /// The zeroing events (punch, truncate, unlink), in record order.
+    fn zeroings(&self) -> impl Iterator<Item = &DataEvent> {
+        let indexes = self.zeroings.get_or_init(|| {
+            (0..self.events.len()).filter(|&i| matches!(self.events[i], DataEvent::Zero { .. })).collect()
+        });
+        indexes.iter().map(|&i| &self.events[i])
+    }
+
     /// Had an unlink of `file_id` begun (reached its unmap step) before `point`?
     pub fn unlink_began(&self, file_id: u32, point: usize) -> bool {
-        self.events.iter().any(|e| {
+        self.zeroings().any(|e| {
             matches!(e, DataEvent::Zero { file_id: f, kind: ZeroKind::Unlink, at, .. } if *f == file_id && *at < point)
         })
     }
@@ -243,7 +254,7 @@ impl RunRecord {
     /// Did a truncate of `file_id` below `size_bytes` begin its unmap step before `point`
     /// without having finished by trace position `since`?
     pub fn truncated_below(&self, file_id: u32, size_bytes: u64, since: usize, point: usize) -> bool {
-        self.events.iter().any(|e| match *e {
+        self.zeroings().any(|e| match *e {
             DataEvent::Zero { file_id: f, kind: ZeroKind::Truncate { size_bytes: s }, at, done, .. } => {
                 f == file_id && s < size_bytes && at < point && done > since
             }
