@@ -215,13 +215,14 @@ impl<T: Target> Explorer<'_, '_, T> {
                 return Ok(());
             }
             tracker.advance_to(point);
-            let state = tracker.crash_state();
-            let states = state.choice_count();
+            let states = tracker.choice_count();
             self.report.coverage.add_point_space(states);
             if self.full() || sample.as_ref().is_some_and(|s| !s.contains(&point)) {
                 self.report.coverage.points_skipped += 1;
                 continue;
             }
+            let state = tracker.crash_state();
+            debug_assert_eq!(state.choice_count(), states, "the tracker counts the state's choices");
             let fits = states <= budget as u128;
             if !fits {
                 if self.cfg.strategy == Strategy::Exhaustive && !self.cfg.exhaustive_cap {

@@ -610,6 +610,42 @@ impl<'t> Tracker<'t> {
         }
     }
 
+    /// The number of choices of the crash state if power were cut now, exactly
+    /// `self.crash_state().choice_count()`, without building the state (no copy of the pending
+    /// lines or the durable image): what coverage needs for the points it does not explore.
+    pub fn choice_count(&self) -> u128 {
+        let mut waiting: BTreeMap<u64, Vec<(u32, usize)>> = BTreeMap::new();
+        let mut free = 0usize;
+        for (k, u) in self.nt.iter().enumerate() {
+            let line = u.addr & !(LINE_BYTES - 1);
+            let prefix = self.lines.get(&line).map_or(0, |l| l.pending.partition_point(|p| p.seq < u.seq));
+            match prefix {
+                0 => free += 1,
+                p => waiting.entry(line).or_default().push((p as u32, k)),
+            }
+        }
+        let mut n = (self.torn_len() as u128).saturating_add(1);
+        for (line, l) in self.lines.iter().filter(|(_, l)| !l.pending.is_empty()) {
+            let mut deps = waiting.remove(line).unwrap_or_default();
+            deps.sort_unstable();
+            n = n.saturating_mul(line_group_count(l.pending.len(), &deps));
+        }
+        n.saturating_mul(pow2(free))
+    }
+
+    /// How many units [`Self::torn_units`] would return.
+    fn torn_len(&self) -> usize {
+        match self.trace.events().get(self.pos) {
+            Some(e)
+                if self.model == PersistenceModel::Eadr
+                    && matches!(e.op, Op::Store { .. } | Op::StoreNt { .. }) =>
+            {
+                self.trace.store_units(e).count().saturating_sub(1)
+            }
+            _ => 0,
+        }
+    }
+
     /// Under eADR, a cut inside the next event, if it is a store, leaves a prefix of its units:
     /// all but the last are candidates (with the last, the store completed).
     fn torn_units(&self) -> Vec<Unit> {
