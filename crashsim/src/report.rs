@@ -220,12 +220,22 @@ fn links(artifacts: &[ArtifactRow], keep: impl Fn(&ArtifactRow) -> bool) -> Stri
     if l.is_empty() { "no artifact written (see --max-artifacts)".to_string() } else { l.join("<br>") }
 }
 
+/// The distinct seeds, the first few of them.
 fn seeds_text(seeds: &[u64]) -> String {
-    let mut s: Vec<String> = seeds.iter().take(8).map(u64::to_string).collect();
-    if seeds.len() > 8 {
-        s.push(format!("and {} more", seeds.len() - 8));
+    let distinct: std::collections::BTreeSet<u64> = seeds.iter().copied().collect();
+    let mut s: Vec<String> = distinct.iter().take(8).map(u64::to_string).collect();
+    if distinct.len() > 8 {
+        s.push(format!("and {} more", distinct.len() - 8));
     }
     s.join(", ")
+}
+
+/// A state count: grouped digits below a billion, else two significant digits (2.1e9).
+fn big_count(n: u128) -> String {
+    match u64::try_from(n) {
+        Ok(small) if small < 1_000_000_000 => grouped(small),
+        _ => format!("{:.1e}", n as f64),
+    }
 }
 
 fn render(
@@ -334,7 +344,7 @@ fn coverage(b: &mut String, s: &SweepSummary) {
     row("crash points not explored or cut short", grouped(c.points_skipped));
     row("crash states explored", grouped(c.states_explored));
     let bound = if c.state_space_exact { "" } else { "≥ " };
-    row("crash-state space", format!("{bound}{}", c.state_space.0));
+    row("crash-state space", format!("{bound}{}", big_count(c.state_space.0)));
     row("crash states run (with recovery crashes)", grouped(s.crash_states));
     row("unique crash states", grouped(s.unique_states));
     row("crash states inside recovery", grouped(s.recovery_crash_states));
@@ -352,7 +362,7 @@ fn coverage(b: &mut String, s: &SweepSummary) {
 fn violations(b: &mut String, s: &SweepSummary, artifacts: &[ArtifactRow]) {
     let _ = writeln!(b, "<h2>Violations</h2>");
     if s.violations.is_empty() && artifacts.is_empty() {
-        let _ = writeln!(b, "<p id=\"no-violations\" class=\"ok\">No violation found.</p>");
+        let _ = writeln!(b, "<p id=\"no-violations\">None: {}.</p>", escape(verdict(s)));
         return;
     }
     let mut by_class: BTreeMap<String, Vec<u64>> = BTreeMap::new();
