@@ -524,4 +524,37 @@ mod tests {
         assert!(torn_fate(trace, CrashPoint(0), &Choice::default()).is_none());
         assert!(torn_fate(trace, CrashPoint(1), &torn).is_none(), "no event at the end of the trace");
     }
+
+    #[test]
+    fn timeline_folds_runs_of_stores_but_not_across_the_crash_point() {
+        let mut dev = Device::new(1 << 20);
+        for page in 0..8u64 {
+            dev.store(PmemAddr(page * 4096), &[0u8; 4096], "t::zero").unwrap();
+        }
+        dev.flush(PmemAddr(0), 8 * 4096, crate::pmem::FlushKind::Clwb, "t::zero").unwrap();
+        dev.fence("t::zero").unwrap();
+        dev.store(PmemAddr(64), &[1u8; 8], "t::data").unwrap();
+        let trace = dev.trace();
+        // Power cut before the fifth page store: two store entries, then flush, fence, store.
+        let (tl, col) = timeline(trace, 4, true);
+        let ops: Vec<(&str, usize)> = tl.iter().map(|e| (e.op.as_str(), e.count)).collect();
+        assert_eq!(ops, [("store", 4), ("store", 4), ("clwb", 1), ("sfence", 1), ("store", 1)]);
+        assert_eq!(col, Some(1));
+        assert_eq!((tl[1].addr, tl[1].len), (Some(4 * 4096), Some(4 * 4096)));
+        let (rows, omitted) = line_rows(&tl, Some(64));
+        assert_eq!(omitted, 0);
+        // Line 0x0, line 0x40 (also stored by t::data), then the rest of the first four pages,
+        // then the last four pages: folded by their marks.
+        let shape: Vec<(u64, u64, bool)> = rows.iter().map(|r| (r.line, r.lines, r.offending)).collect();
+        assert_eq!(shape, [(0, 1, false), (64, 1, true), (128, 254, false), (4 * 4096, 256, false)]);
+    }
+
+    #[test]
+    fn truncation_keeps_the_offending_item() {
+        let mut v: Vec<u32> = (0..10).collect();
+        assert_eq!(keep_with_offending(&mut v, 4, |&x| x == 7), 6);
+        assert_eq!(v, [0, 1, 2, 7]);
+        let mut w: Vec<u32> = (0..3).collect();
+        assert_eq!(keep_with_offending(&mut w, 4, |&x| x == 7), 0);
+    }
 }
