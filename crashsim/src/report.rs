@@ -64,6 +64,9 @@ pub fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let parts = find_parts(dir)?;
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
     let summaries = parts
         .iter()
         .map(|p| summary_from_results(&p.dir.join(RESULTS_FILE)).map_err(anyhow::Error::new))

@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 
 const BIN: &str = env!("CARGO_BIN_EXE_crashsim");
 const REGRESSIONS: usize = 19;
+/// Browsers run at once over the regression pages.
+const BROWSERS: usize = 4;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -136,6 +138,7 @@ fn show_html_for_every_regression_artifact() {
     dirs.sort();
     assert_eq!(dirs.len(), REGRESSIONS, "the committed regression artifacts");
     let browser = browser();
+    let mut checks = Vec::new();
     for dir in &dirs {
         let name = dir.file_name().expect("name").to_string_lossy().into_owned();
         let page = out.join(format!("{name}.html"));
@@ -174,11 +177,22 @@ fn show_html_for_every_regression_artifact() {
             assert!(!html.contains("id=\"crash-marker\""), "{name}: a run-time violation has no crash point");
         }
         assert!(html.len() < 200_000, "{name}: page of {} bytes", html.len());
-        if let Some(b) = browser {
-            let dom = dump_dom(b, &page);
-            assert_carries(&format!("{name} (DOM)"), &dom, &needles);
-            assert_not_blank(b, &page);
-        }
+        checks.push((name, page, needles));
+    }
+    if let Some(b) = browser {
+        // Chromium spends most of a run starting up: a few at a time.
+        let checks = &checks;
+        std::thread::scope(|scope| {
+            for w in 0..BROWSERS {
+                scope.spawn(move || {
+                    for (name, page, needles) in checks.iter().skip(w).step_by(BROWSERS) {
+                        let dom = dump_dom(b, page);
+                        assert_carries(&format!("{name} (DOM)"), &dom, needles);
+                        assert_not_blank(b, page);
+                    }
+                });
+            }
+        });
     }
     eprintln!("show --html over {} artifacts: {:.1}s", dirs.len(), started.elapsed().as_secs_f64());
 }

@@ -74,7 +74,10 @@ pub fn render_html(x: &Explanation, repro: &str) -> String {
     let v = &x.violation;
     let addr = v.addr.map(|a| format!("{:#x}", a.0));
     let point = x.crash_point.map_or("none (run-time violation)".to_string(), |p| p.to_string());
-    let title = format!("crashsim: {:?} at crash point {point}", v.class);
+    let title = match x.crash_point {
+        Some(p) => format!("crashsim: {:?} at crash point {p}", v.class),
+        None => format!("crashsim: {:?} (run-time violation)", v.class),
+    };
     let mut b = String::new();
     let _ = writeln!(
         b,
@@ -86,7 +89,8 @@ pub fn render_html(x: &Explanation, repro: &str) -> String {
     );
     let _ = writeln!(b, "<h2>Repro</h2>\n<pre id=\"repro\">{}</pre>", escape(repro));
     violation(&mut b, x, addr.as_deref(), &point);
-    let _ = writeln!(b, "<h2>Timeline around the crash point</h2>");
+    let heading = if x.crash_point.is_some() { "around the crash point" } else { "of the run" };
+    let _ = writeln!(b, "<h2>Timeline {heading}</h2>");
     timeline_svg(&mut b, x);
     pending(&mut b, x);
     workload(&mut b, &x.workload);
