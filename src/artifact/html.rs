@@ -93,7 +93,12 @@ pub fn render_html(x: &Explanation, repro: &str) -> String {
     let _ = writeln!(b, "<h2>Timeline {heading}</h2>");
     timeline_svg(&mut b, x);
     pending(&mut b, x);
-    workload(&mut b, &x.workload);
+    let origin = match (x.input_kind, x.seed) {
+        (super::InputKind::Json, _) => "as JSON: minimized or hand-written".to_string(),
+        (super::InputKind::Raw, Some(seed)) => format!("decoded from the bytes of sweep seed {seed}"),
+        (super::InputKind::Raw, None) => "decoded from raw input bytes".to_string(),
+    };
+    workload(&mut b, &x.workload, &origin);
     page(&title, &b)
 }
 
@@ -473,8 +478,12 @@ fn pending_row(b: &mut String, r: &LineRun) {
     );
 }
 
-fn workload(b: &mut String, w: &serde_json::Value) {
-    let _ = writeln!(b, "<h2>Workload</h2>");
+fn workload(b: &mut String, w: &serde_json::Value, origin: &str) {
+    let _ = writeln!(
+        b,
+        "<h2>Workload</h2>\n<p class=\"note\">One lane of operations per thread ({}).</p>",
+        escape(origin)
+    );
     match w.get("threads").and_then(serde_json::Value::as_array) {
         Some(threads) => {
             let _ = writeln!(b, "<div id=\"workload\">");

@@ -120,6 +120,10 @@ pub struct Explanation {
     pub bugs: Vec<String>,
     pub violation: Violation,
     pub workload: serde_json::Value,
+    /// How `input.bin` holds the workload: JSON for a minimized (or hand-written) workload.
+    pub input_kind: super::InputKind,
+    /// The sweep seed the workload came from, if any.
+    pub seed: Option<u64>,
     pub trace_events: usize,
     pub crash_point: Option<usize>,
     pub window: Vec<EventLine>,
@@ -217,6 +221,8 @@ pub fn explain<T: Target>(target: &T, loaded: &Loaded) -> Result<Explanation, Ar
         bugs: m.bugs.clone(),
         violation: v.clone(),
         workload: m.workload.clone(),
+        input_kind: m.input.kind,
+        seed: m.seed,
         trace_events: replay.trace.len(),
         crash_point: m.crash_point.map(|p| p.0),
         window,
