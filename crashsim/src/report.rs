@@ -1,7 +1,8 @@
 //! `crashsim report DIR -o OUT.html`: one self-contained HTML page over a sweep's `--out`
 //! directory (or a directory of shard directories, merged): options, coverage, violations by
 //! class and by call site linking to a page per artifact (written to `OUT.d/`), seeds per second
-//! over the run, and the slowest seeds.
+//! over the run, and the slowest seeds. The results files are the source; a `summary.json` beside
+//! one (a saved `sweep --format json`) adds whether that run was interrupted or out of budget.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,6 +16,8 @@ use crashsim::sweep::{RESULTS_FILE, SweepSummary, merge_summaries, summary_from_
 
 use crate::{ReportArgs, UsageError, coverage_line, granularity_name, not_done_line, verdict};
 
+/// A sweep's JSON summary, when saved beside its results.
+const SUMMARY_FILE: &str = "summary.json";
 /// Slowest seeds listed.
 const SLOWEST: usize = 10;
 /// Bars of the seeds-per-second chart, at most.
@@ -67,10 +70,7 @@ pub fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
-    let summaries = parts
-        .iter()
-        .map(|p| summary_from_results(&p.dir.join(RESULTS_FILE)).map_err(anyhow::Error::new))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let summaries = parts.iter().map(part_summary).collect::<anyhow::Result<Vec<_>>>()?;
     let partitions: Vec<String> =
         summaries.iter().filter_map(|s| s.partition.map(|p| p.to_string())).collect();
     let summary = if summaries.len() == 1 {
@@ -89,8 +89,30 @@ pub fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let artifacts = write_artifact_pages(&parts, &pages_dir)?;
     let html = render(&summary, &parts, &partitions, &headers, &seeds, &artifacts, dir);
     std::fs::write(&args.out, html).with_context(|| format!("writing {}", args.out.display()))?;
-    println!("wrote {} ({} artifact pages in {})", args.out.display(), artifacts.len(), pages_dir.display());
+    match artifacts.len() {
+        0 => println!("wrote {} (no artifacts)", args.out.display()),
+        n => println!("wrote {} ({n} artifact pages in {})", args.out.display(), pages_dir.display()),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A part's summary from its results file; a `summary.json` beside it (`sweep --format json`
+/// output) adds what the results file cannot tell: whether the run was interrupted or ran out of
+/// budget.
+fn part_summary(p: &Part) -> anyhow::Result<SweepSummary> {
+    let mut s = summary_from_results(&p.dir.join(RESULTS_FILE))?;
+    let path = p.dir.join(SUMMARY_FILE);
+    if path.is_file() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+        let given: SweepSummary = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: not a sweep summary: {e}", path.display()))?;
+        if given.target != s.target || given.seeds != s.seeds || given.config != s.config {
+            anyhow::bail!("{}: the summary of another sweep than {RESULTS_FILE}", path.display());
+        }
+        s.interrupted |= given.interrupted;
+        s.budget_exhausted |= given.budget_exhausted;
+    }
+    Ok(s)
 }
 
 /// `OUT.d` next to `OUT.html`.

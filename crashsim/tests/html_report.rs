@@ -317,6 +317,10 @@ fn report_of_a_clean_sweep_says_so_and_shows_coverage() {
     // toylog: every crash state covered, so clean.
     let toy = t.join("toylog");
     sweep(&toy, &["--target", "toylog", "--seeds", "0..5"]);
+    // A saved JSON summary beside the results is read too.
+    let merged = crashsim(&["merge", toy.join("results.jsonl").to_str().expect("utf-8")]);
+    assert!(merged.status.success());
+    std::fs::write(toy.join("summary.json"), &merged.stdout).expect("write summary");
     let out = t.join("toylog.html");
     let html = report(&toy, &out);
     for n in [
@@ -350,9 +354,13 @@ fn bad_input_is_one_line_and_exit_3() {
     let t = tmp("bad");
     let missing = t.join("missing");
     let out = t.join("r.html");
+    let bad_summary = t.join("bad-summary");
+    sweep(&bad_summary, &["--target", "toylog", "--seeds", "0..2"]);
+    std::fs::write(bad_summary.join("summary.json"), "{}").expect("write");
     for args in [
         vec!["report", missing.to_str().expect("utf-8"), "-o", out.to_str().expect("utf-8")],
         vec!["report", t.to_str().expect("utf-8"), "-o", out.to_str().expect("utf-8")],
+        vec!["report", bad_summary.to_str().expect("utf-8"), "-o", out.to_str().expect("utf-8")],
         vec!["show", "--html", out.to_str().expect("utf-8"), missing.to_str().expect("utf-8")],
     ] {
         let o = crashsim(&args);
