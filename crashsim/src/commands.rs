@@ -176,9 +176,20 @@ pub fn minimize_command(args: &MinimizeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Loads and explains the artifact in `dir`.
+pub(crate) fn explain_dir(dir: &Path) -> anyhow::Result<artifact::Explanation> {
+    let loaded = load(dir)?;
+    Ok(with_manifest_target!(loaded, |t| artifact::explain(t, &loaded)?))
+}
+
 pub fn show_command(args: &ShowArgs) -> anyhow::Result<ExitCode> {
-    let loaded = load(&args.dir)?;
-    let x = with_manifest_target!(loaded, |t| artifact::explain(t, &loaded)?);
+    let x = explain_dir(&args.dir)?;
+    if let Some(out) = &args.html {
+        let page = artifact::render_html(&x, &format!("crashsim repro {}", args.dir.display()));
+        std::fs::write(out, page).with_context(|| format!("writing {}", out.display()))?;
+        println!("wrote {}", out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&x)?),
         _ => print!("{}", render_text(&x)),

@@ -6,6 +6,7 @@
 mod commands;
 mod junit;
 mod progress;
+mod report;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -63,6 +64,9 @@ enum Command {
     Show(ShowArgs),
     /// Combine shard summaries (JSON) or results.jsonl files into one summary.
     Merge(MergeArgs),
+    /// Write an HTML report of a sweep's --out directory (or of shard directories), with a
+    /// page per artifact.
+    Report(ReportArgs),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -224,6 +228,20 @@ struct ShowArgs {
     dir: PathBuf,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Write a self-contained HTML page (timeline, pending lines, violation, workload, repro)
+    /// to this file instead of printing.
+    #[arg(long, value_name = "OUT.html")]
+    html: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// A sweep's --out directory (results.jsonl and artifacts), or a directory of shard
+    /// directories (each with its results.jsonl), whose results are merged.
+    dir: PathBuf,
+    /// The HTML report to write; each artifact's page goes to OUT.d/ next to it.
+    #[arg(short = 'o', long = "out", value_name = "OUT.html")]
+    out: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -283,6 +301,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Minimize(args) => commands::minimize_command(&args),
         Command::Show(args) => commands::show_command(&args),
         Command::Merge(args) => commands::merge_command(&args),
+        Command::Report(args) => report::report_command(&args),
     }
 }
 
@@ -563,7 +582,7 @@ pub(crate) fn seed_ranges(s: &SweepSummary) -> String {
 }
 
 /// "clean" only for a complete sweep; otherwise what was searched.
-fn verdict(s: &SweepSummary) -> &'static str {
+pub(crate) fn verdict(s: &SweepSummary) -> &'static str {
     if !s.violations.is_empty() {
         "VIOLATIONS FOUND"
     } else if s.interrupted {
@@ -702,7 +721,7 @@ fn repro_command(s: &SweepSummary, args: &ExploreArgs, seed: u64) -> String {
     cmd
 }
 
-fn granularity_name(g: Granularity) -> &'static str {
+pub(crate) fn granularity_name(g: Granularity) -> &'static str {
     match g {
         Granularity::Fence => "fence",
         Granularity::Store => "store",

@@ -1,6 +1,6 @@
 //! Violations you can hold (DESIGN §9): an artifact directory per violation, and what reads it
-//! back: [`load`] (every bad input a typed [`ArtifactError`]), [`repro`], [`explain`] (`show`)
-//! and [`minimize`].
+//! back: [`load`] (every bad input a typed [`ArtifactError`]), [`repro`], [`explain`] (`show`,
+//! as text or as an HTML page, [`render_html`]) and [`minimize`].
 //!
 //! An artifact directory holds:
 //! - `manifest.json`: `{"crc32": N, "manifest": {...}}`, where `N` is the CRC-32 of the compact
@@ -13,16 +13,18 @@
 //! Architecture Invariant: an artifact is written to a temp directory in the same parent,
 //! fsync'd, then renamed into place, so a reader never sees half an artifact.
 
+pub mod html;
 mod load;
 mod minimize;
 mod repro;
 mod show;
 mod write;
 
+pub use html::render_html;
 pub use load::{Loaded, MappedImage, load};
 pub use minimize::{MINIMIZE_RUNS_MAX, Minimized, Sizes, minimize};
 pub use repro::{ReproReport, repro, workload_of};
-pub use show::{Explanation, explain, render_text};
+pub use show::{Explanation, LineMark, LineRow, LineRun, TimelineEvent, explain, render_text};
 pub use write::{ArtifactSource, artifact_name, write_artifact, write_sweep_artifacts};
 
 use crate::check::{Violation, ViolationClass};

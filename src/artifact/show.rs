@@ -16,6 +16,13 @@ const WINDOW_BEFORE: usize = 12;
 const WINDOW_AFTER: usize = 4;
 /// Pending cache lines listed (the offending line first).
 const LINES_MAX: usize = 8;
+/// Trace events (before folding) in the timeline of the HTML page, before and after the crash.
+const TIMELINE_BEFORE: usize = 48;
+const TIMELINE_AFTER: usize = 8;
+/// Rows of folded cache lines in the timeline, at most (the offending line's row always kept).
+const LINE_ROWS_MAX: usize = 40;
+/// Runs of folded pending lines listed, at most (the offending line's run always kept).
+const PENDING_RUNS_MAX: usize = 64;
 
 /// One trace event.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -55,6 +62,57 @@ pub struct WordNote {
     pub reading: Option<String>,
 }
 
+/// A run of consecutive trace events of the same kind and call site over contiguous bytes (a
+/// 2 MiB zeroing as 512 page stores is one entry), never spanning the crash point.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TimelineEvent {
+    pub first_seq: usize,
+    pub last_seq: usize,
+    /// Events folded into this entry.
+    pub count: usize,
+    pub op: String,
+    pub addr: Option<u64>,
+    /// Bytes covered by the folded events.
+    pub len: Option<u64>,
+    pub site: String,
+}
+
+/// What a timeline entry did to a cache line.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LineMark {
+    Store,
+    StoreNt,
+    Flush,
+}
+
+/// Consecutive cache lines with the same marks in the timeline.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LineRow {
+    /// Address of the first line.
+    pub line: u64,
+    /// Lines folded into the row.
+    pub lines: u64,
+    /// (timeline entry index, mark), ascending.
+    pub marks: Vec<(usize, LineMark)>,
+    /// The offending word is on one of these lines.
+    pub offending: bool,
+}
+
+/// Consecutive pending lines whose units had the same fate (offsets, stores, persisted or lost).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LineRun {
+    /// First line address; `None` for the pending non-temporal units.
+    pub line: Option<u64>,
+    pub lines: u64,
+    /// The units of the first line of the run.
+    pub units: Vec<UnitFate>,
+    /// Units persisted and lost over the whole run.
+    pub persisted: usize,
+    pub lost: usize,
+    pub offending: bool,
+}
+
 /// Everything `show` prints.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Explanation {
@@ -62,6 +120,10 @@ pub struct Explanation {
     pub bugs: Vec<String>,
     pub violation: Violation,
     pub workload: serde_json::Value,
+    /// How `input.bin` holds the workload: JSON for a minimized (or hand-written) workload.
+    pub input_kind: super::InputKind,
+    /// The sweep seed the workload came from, if any.
+    pub seed: Option<u64>,
     pub trace_events: usize,
     pub crash_point: Option<usize>,
     pub window: Vec<EventLine>,
@@ -71,6 +133,20 @@ pub struct Explanation {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub torn: Option<TornFate>,
     pub offending_word: Option<WordNote>,
+    /// The wider window of the HTML timeline, folded.
+    pub timeline: Vec<TimelineEvent>,
+    /// Index in `timeline` of the entry the power was cut just before (`timeline.len()`: after
+    /// the last entry); `None` for a run-time violation.
+    pub crash_column: Option<usize>,
+    /// Cache lines the timeline touches, folded.
+    pub line_rows: Vec<LineRow>,
+    pub line_rows_omitted: usize,
+    /// Every pending line at the crash point, folded into runs.
+    pub pending_runs: Vec<LineRun>,
+    pub pending_runs_omitted: usize,
+    /// Pending units persisted and lost in the chosen crash state (torn units included).
+    pub persisted_units: usize,
+    pub lost_units: usize,
 }
 
 /// How much of the store at the crash point a torn (eADR) cut let through.
@@ -95,9 +171,16 @@ pub fn explain<T: Target>(target: &T, loaded: &Loaded) -> Result<Explanation, Ar
     let mut lines = Vec::new();
     let mut pending_lines = 0;
     let mut torn = None;
+    let (timeline, crash_column) = timeline(&replay.trace, center, m.crash_point.is_some());
+    let (line_rows, line_rows_omitted) = line_rows(&timeline, v.addr.map(|a| a.line()));
+    let mut pending_runs = Vec::new();
+    let mut pending_runs_omitted = 0;
+    let (mut persisted_units, mut lost_units) = (0, 0);
     if let (Some(point), Some(choice)) = (m.crash_point, &m.choice) {
         let state = replay.state_at(m.crash.model, point);
         pending_lines = state.lines.len();
+        persisted_units = state.persisted(choice).len();
+        lost_units = state.lost(choice).len();
         let fate = |u: &crate::pmem::Unit, persisted: bool| UnitFate {
             addr: u.addr,
             value: u.value,
@@ -125,6 +208,8 @@ pub fn explain<T: Target>(target: &T, loaded: &Loaded) -> Result<Explanation, Ar
             lines.push(LineFate { line: None, units });
         }
         torn = torn_fate(&replay.trace, point, choice);
+        (pending_runs, pending_runs_omitted) =
+            pending_runs_of(&state, choice, v.addr.map(|a| a.line()), &fate);
     }
     let offending_word = match (v.addr, &loaded.image, &view) {
         (Some(a), Some(img), _) if a.0 + 8 <= img.size_bytes() => Some(word_at(target, img.as_ref(), a.0)),
@@ -136,6 +221,8 @@ pub fn explain<T: Target>(target: &T, loaded: &Loaded) -> Result<Explanation, Ar
         bugs: m.bugs.clone(),
         violation: v.clone(),
         workload: m.workload.clone(),
+        input_kind: m.input.kind,
+        seed: m.seed,
         trace_events: replay.trace.len(),
         crash_point: m.crash_point.map(|p| p.0),
         window,
@@ -143,7 +230,180 @@ pub fn explain<T: Target>(target: &T, loaded: &Loaded) -> Result<Explanation, Ar
         lines,
         torn,
         offending_word,
+        timeline,
+        crash_column,
+        line_rows,
+        line_rows_omitted,
+        pending_runs,
+        pending_runs_omitted,
+        persisted_units,
+        lost_units,
     })
+}
+
+/// Every pending line of `state`, folded into runs of consecutive lines with the same fate.
+fn pending_runs_of(
+    state: &crate::pmem::CrashState,
+    choice: &Choice,
+    offending: Option<u64>,
+    fate: &dyn Fn(&crate::pmem::Unit, bool) -> UnitFate,
+) -> (Vec<LineRun>, usize) {
+    let mut runs: Vec<LineRun> = Vec::new();
+    // What makes two lines alike: unit offsets in the line, the store each came from, its fate.
+    let mut last_key: Vec<(u64, usize, bool)> = Vec::new();
+    for (i, l) in state.lines.iter().enumerate() {
+        let prefix = choice.line_prefix.get(i).copied().unwrap_or(0) as usize;
+        let key: Vec<(u64, usize, bool)> =
+            l.units.iter().enumerate().map(|(k, u)| (u.addr - l.line, u.seq, k < prefix)).collect();
+        let persisted = prefix.min(l.units.len());
+        let lost = l.units.len() - persisted;
+        let is_offending = offending == Some(l.line);
+        match runs.last_mut() {
+            Some(r)
+                if key == last_key
+                    && r.line.is_some_and(|first| first + r.lines * crate::pmem::LINE_BYTES == l.line) =>
+            {
+                r.lines += 1;
+                r.persisted += persisted;
+                r.lost += lost;
+                r.offending |= is_offending;
+            }
+            _ => {
+                let units = l.units.iter().enumerate().map(|(k, u)| fate(u, k < prefix)).collect();
+                runs.push(LineRun {
+                    line: Some(l.line),
+                    lines: 1,
+                    units,
+                    persisted,
+                    lost,
+                    offending: is_offending,
+                });
+                last_key = key;
+            }
+        }
+    }
+    if !state.nt.is_empty() {
+        let units: Vec<UnitFate> =
+            state.nt.iter().enumerate().map(|(k, u)| fate(u, choice.nt_mask.get(k) == Some(&true))).collect();
+        let persisted = units.iter().filter(|u| u.persisted).count();
+        let lost = units.len() - persisted;
+        runs.push(LineRun { line: None, lines: 0, units, persisted, lost, offending: false });
+    }
+    let omitted = keep_with_offending(&mut runs, PENDING_RUNS_MAX, |r| r.offending);
+    (runs, omitted)
+}
+
+/// Truncates `items` to `max`, keeping the first one `flagged` says is offending; returns how
+/// many were dropped.
+fn keep_with_offending<X>(items: &mut Vec<X>, max: usize, flagged: impl Fn(&X) -> bool) -> usize {
+    if items.len() <= max {
+        return 0;
+    }
+    let dropped = items.len() - max;
+    let offending = items.iter().position(&flagged).filter(|&i| i >= max);
+    match offending {
+        Some(i) => {
+            let keep = items.swap_remove(i);
+            items.truncate(max - 1);
+            items.push(keep);
+        }
+        None => items.truncate(max),
+    }
+    dropped
+}
+
+/// The events from `TIMELINE_BEFORE` before `center` to `TIMELINE_AFTER` after, folded, and
+/// the index of the entry the power was cut before.
+fn timeline(trace: &Trace, center: usize, crash: bool) -> (Vec<TimelineEvent>, Option<usize>) {
+    let start = center.saturating_sub(TIMELINE_BEFORE);
+    let end = (center + TIMELINE_AFTER).min(trace.len());
+    let mut out: Vec<TimelineEvent> = Vec::new();
+    let mut column = None;
+    for seq in start..end {
+        let e = trace.event(seq);
+        let (addr, len) = match e.op {
+            Op::Store { addr, len, .. } | Op::StoreNt { addr, len, .. } => (Some(addr), Some(u64::from(len))),
+            Op::Flush { addr, len, .. } => (Some(addr), Some(len)),
+            Op::Fence => (None, None),
+        };
+        let op = e.op.name();
+        let at_crash = crash && seq == center;
+        let fold = out.last_mut().filter(|last| {
+            !at_crash
+                && last.op == op
+                && last.site == e.site
+                && match (last.addr, last.len, addr) {
+                    (Some(a), Some(l), Some(b)) => a + l == b,
+                    (None, None, None) => true,
+                    _ => false,
+                }
+        });
+        match fold {
+            Some(last) => {
+                last.last_seq = seq;
+                last.count += 1;
+                last.len = last.len.zip(len).map(|(a, b)| a + b);
+            }
+            None => {
+                if at_crash {
+                    column = Some(out.len());
+                }
+                out.push(TimelineEvent {
+                    first_seq: seq,
+                    last_seq: seq,
+                    count: 1,
+                    op: op.to_string(),
+                    addr,
+                    len,
+                    site: e.site.to_string(),
+                });
+            }
+        }
+    }
+    if crash && column.is_none() {
+        column = Some(out.len());
+    }
+    (out, column)
+}
+
+/// The cache lines the timeline touches, with what each entry did to them, folded into runs of
+/// consecutive lines with the same marks.
+fn line_rows(timeline: &[TimelineEvent], offending: Option<u64>) -> (Vec<LineRow>, usize) {
+    let line_bytes = crate::pmem::LINE_BYTES;
+    let mut marks: std::collections::BTreeMap<u64, Vec<(usize, LineMark)>> =
+        std::collections::BTreeMap::new();
+    for (col, e) in timeline.iter().enumerate() {
+        let mark = match e.op.as_str() {
+            "store" => LineMark::Store,
+            "store_nt" => LineMark::StoreNt,
+            "sfence" => continue,
+            _ => LineMark::Flush,
+        };
+        let (Some(addr), Some(len)) = (e.addr, e.len) else { continue };
+        let first = addr & !(line_bytes - 1);
+        let last = (addr + len.max(1) - 1) & !(line_bytes - 1);
+        let mut line = first;
+        while line <= last {
+            let m = marks.entry(line).or_default();
+            if m.last() != Some(&(col, mark)) {
+                m.push((col, mark));
+            }
+            line += line_bytes;
+        }
+    }
+    let mut rows: Vec<LineRow> = Vec::new();
+    for (line, m) in marks {
+        let is_offending = offending == Some(line);
+        match rows.last_mut() {
+            Some(r) if r.marks == m && r.line + r.lines * line_bytes == line => {
+                r.lines += 1;
+                r.offending |= is_offending;
+            }
+            _ => rows.push(LineRow { line, lines: 1, marks: m, offending: is_offending }),
+        }
+    }
+    let omitted = keep_with_offending(&mut rows, LINE_ROWS_MAX, |r| r.offending);
+    (rows, omitted)
 }
 
 /// The torn store of a choice with `torn > 0`, if any.
@@ -269,5 +529,38 @@ mod tests {
         assert_eq!((fate.seq, fate.site.as_str(), fate.written, fate.units), (0, "t::slot", 2, 4));
         assert!(torn_fate(trace, CrashPoint(0), &Choice::default()).is_none());
         assert!(torn_fate(trace, CrashPoint(1), &torn).is_none(), "no event at the end of the trace");
+    }
+
+    #[test]
+    fn timeline_folds_runs_of_stores_but_not_across_the_crash_point() {
+        let mut dev = Device::new(1 << 20);
+        for page in 0..8u64 {
+            dev.store(PmemAddr(page * 4096), &[0u8; 4096], "t::zero").unwrap();
+        }
+        dev.flush(PmemAddr(0), 8 * 4096, crate::pmem::FlushKind::Clwb, "t::zero").unwrap();
+        dev.fence("t::zero").unwrap();
+        dev.store(PmemAddr(64), &[1u8; 8], "t::data").unwrap();
+        let trace = dev.trace();
+        // Power cut before the fifth page store: two store entries, then flush, fence, store.
+        let (tl, col) = timeline(trace, 4, true);
+        let ops: Vec<(&str, usize)> = tl.iter().map(|e| (e.op.as_str(), e.count)).collect();
+        assert_eq!(ops, [("store", 4), ("store", 4), ("clwb", 1), ("sfence", 1), ("store", 1)]);
+        assert_eq!(col, Some(1));
+        assert_eq!((tl[1].addr, tl[1].len), (Some(4 * 4096), Some(4 * 4096)));
+        let (rows, omitted) = line_rows(&tl, Some(64));
+        assert_eq!(omitted, 0);
+        // Line 0x0, line 0x40 (also stored by t::data), then the rest of the first four pages,
+        // then the last four pages: folded by their marks.
+        let shape: Vec<(u64, u64, bool)> = rows.iter().map(|r| (r.line, r.lines, r.offending)).collect();
+        assert_eq!(shape, [(0, 1, false), (64, 1, true), (128, 254, false), (4 * 4096, 256, false)]);
+    }
+
+    #[test]
+    fn truncation_keeps_the_offending_item() {
+        let mut v: Vec<u32> = (0..10).collect();
+        assert_eq!(keep_with_offending(&mut v, 4, |&x| x == 7), 6);
+        assert_eq!(v, [0, 1, 2, 7]);
+        let mut w: Vec<u32> = (0..3).collect();
+        assert_eq!(keep_with_offending(&mut w, 4, |&x| x == 7), 0);
     }
 }
