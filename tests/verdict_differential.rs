@@ -4,7 +4,8 @@
 //! states (a duplicate gets the verdict of the first), daxfs's page-verdict cache. Plain: each
 //! enumerated state built as a private copy of the durable base with its persisted units written
 //! in program order (no view), recovered and judged by a fresh run
-//! record with the cache off, no deduplication. Every state must get the same violations.
+//! record with the cache off, no deduplication. Every state must get the same violations, and
+//! with no bug switched on, none.
 //!
 //! `cargo test` runs a representative slice (`SEEDS_PER_CONFIG` seeds for each crash-only bug
 //! and for none). The full range (300 seeds each) is the ignored test:
@@ -117,6 +118,12 @@ fn differences(config: &str, seed: u64, states_per_point: usize) -> Vec<String> 
         let found = judge_image(&plain, cfg.model, Arc::new(image), &replay.record, (point, torn), None)
             .expect("no recovery crash asked for");
         let plain_verdict = verdict(&found);
+        if bugs.is_empty() && !plain_verdict.is_empty() {
+            out.push(format!(
+                "[{config}] seed {seed} point {}: the fixed model is not clean: {plain_verdict:?}",
+                point.0
+            ));
+        }
         if plain_verdict != fast_verdict {
             out.push(format!(
                 "[{config}] seed {seed} point {} choice {choice:?}: fast {fast_verdict:?}, plain {plain_verdict:?}",
