@@ -272,6 +272,12 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
+    // Output piped into `head` and closed early ends the process quietly, as a Unix filter
+    // should, instead of a print panicking on EPIPE. (Rust ignores SIGPIPE by default.)
+    // SAFETY: restoring a signal's default disposition at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

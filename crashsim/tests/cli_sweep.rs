@@ -261,3 +261,32 @@ fn junit_carries_the_coverage() {
     }
     assert!(xml.contains("coverage: sampled: "), "{xml}");
 }
+
+/// `crashsim bugs | head -1`: a reader that closes the pipe early ends the process quietly
+/// (SIGPIPE's default), never a panic on EPIPE.
+#[test]
+fn a_closed_output_pipe_is_not_a_panic() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crashsim"))
+        .args([
+            "sweep",
+            "--target",
+            "toylog",
+            "--seeds",
+            "0..400",
+            "--format",
+            "json",
+            "--progress-interval",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the summary is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success() || out.status.signal() == Some(libc::SIGPIPE), "{:?}", out.status);
+}
