@@ -679,17 +679,7 @@ pub(crate) fn coverage_text(c: &crashsim::crash::Coverage) -> String {
 }
 
 /// `n` with thousands separators: 1,567.
-pub(crate) fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
+pub(crate) use crashsim::artifact::html::grouped;
 
 /// A state count: grouped digits below a billion, else two significant digits (2.1e9).
 fn big_count(n: u128) -> String {
