@@ -65,6 +65,19 @@ fn timeless(stdout: &[u8]) -> serde_json::Value {
     v
 }
 
+/// A slow sweep of seeds 0..20 into `dir` with `extra` options, stdout and stderr captured,
+/// once its first seed is in the results file.
+fn running_sweep(dir: &Path, extra: &[&str]) -> Child {
+    let child = bin()
+        .args(slow_sweep("0..20", dir, extra))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_seeds(dir, 1);
+    child
+}
+
 #[test]
 fn progress_lines_go_to_a_log_file() {
     let out = scratch("progress");
@@ -136,13 +149,7 @@ fn sigint_prints_an_interrupted_summary_and_resume_finishes_the_same_totals() {
 fn sigterm_prints_the_text_summary_and_exits_143() {
     let out = scratch("sigterm");
     let dir = out.join("a");
-    let child = bin()
-        .args(slow_sweep("0..20", &dir, &["--progress-interval", "0"]))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_seeds(&dir, 1);
+    let child = running_sweep(&dir, &["--progress-interval", "0"]);
     signal(&child, libc::SIGTERM);
     let stopped = child.wait_with_output().unwrap();
     assert_eq!(code(&stopped), 143);
@@ -163,13 +170,7 @@ fn sigterm_prints_the_text_summary_and_exits_143() {
 fn junit_summary_of_an_interrupted_sweep_says_so() {
     let out = scratch("junit");
     let dir = out.join("a");
-    let child = bin()
-        .args(slow_sweep("0..20", &dir, &["--format", "junit"]))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_seeds(&dir, 1);
+    let child = running_sweep(&dir, &["--format", "junit"]);
     signal(&child, libc::SIGINT);
     let stopped = child.wait_with_output().unwrap();
     assert_eq!(code(&stopped), 130);
@@ -183,13 +184,7 @@ fn junit_summary_of_an_interrupted_sweep_says_so() {
 fn a_second_signal_exits_at_once() {
     let out = scratch("twice");
     let dir = out.join("a");
-    let child = bin()
-        .args(slow_sweep("0..20", &dir, &["--format", "json"]))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_seeds(&dir, 1);
+    let child = running_sweep(&dir, &["--format", "json"]);
     signal(&child, libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(1200));
     signal(&child, libc::SIGTERM);
@@ -210,13 +205,7 @@ fn a_second_signal_exits_at_once() {
 fn a_signal_delivered_twice_at_once_still_prints_the_summary() {
     let out = scratch("doubled");
     let dir = out.join("a");
-    let child = bin()
-        .args(slow_sweep("0..20", &dir, &["--format", "json"]))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_seeds(&dir, 1);
+    let child = running_sweep(&dir, &["--format", "json"]);
     signal(&child, libc::SIGTERM);
     signal(&child, libc::SIGTERM);
     let stopped = child.wait_with_output().unwrap();
