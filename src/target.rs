@@ -10,7 +10,7 @@
 //! through this trait.
 
 use crate::check::Violation;
-use crate::pmem::{CrashPoint, Device, PmemError};
+use crate::pmem::{CrashPoint, Device, LineWords, PmemError};
 
 /// A target could not set up or run a workload: a harness or input problem, not a violation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,6 +99,50 @@ pub trait Target: Sync {
         point: CrashPoint,
     ) -> Vec<Violation> {
         self.check(mounted, dev, record, point)
+    }
+
+    /// Crash oracle of one recovered metadata state of a lazily enumerated crash point: judges
+    /// every crash state that the engine's lazy enumeration stands for at once. `torn`: the
+    /// store at `point` had begun (as for [`Target::check_torn`]).
+    ///
+    /// Reads through `dev` are tracked: every pending cache line read there (by recovery, or
+    /// here) gets its choices enumerated, so such reads are always exact. Reads through `words`
+    /// are not: they see the pending lines no recovery read at "nothing persisted", and
+    /// [`LineWords::others`] lists the other values each word may hold. A target that reads data
+    /// through `words` promises a *line-local* verdict (and says so with
+    /// [`Target::line_local`]): its verdict on a word depends only on that word's value and on
+    /// the recovered metadata, and it judges the image's value and every other value. The engine
+    /// reproduces every violation on a concrete crash state, and a debug build panics if one
+    /// does not reproduce (the promise was broken).
+    ///
+    /// The default judges through `dev` alone with [`Target::check`] / [`Target::check_torn`]:
+    /// exact, but every line it reads is enumerated.
+    fn check_lines(
+        &self,
+        mounted: &Self::Mounted,
+        dev: &Device,
+        record: &Self::Record,
+        point: CrashPoint,
+        torn: bool,
+        words: &LineWords<'_>,
+    ) -> Vec<Violation> {
+        let _ = words;
+        if torn { self.check_torn(mounted, dev, record, point) } else { self.check(mounted, dev, record, point) }
+    }
+
+    /// Whether [`Target::check_lines`] judges data words line-locally through its `words`.
+    fn line_local(&self) -> bool {
+        false
+    }
+
+    /// For a line-local target: a digest of everything in `mounted` that
+    /// [`Target::check_lines`] depends on besides the words it reads through `words` (the
+    /// recovered metadata, and whatever else recovery derived). Two recovered states of one
+    /// crash point with equal keys, whose words read through `words` hold equal values, get
+    /// the same verdict, so the engine judges the second from the first. `None` (the
+    /// default): every recovered state is judged.
+    fn verdict_key(&self, _mounted: &Self::Mounted, _dev: &Device) -> Option<u128> {
+        None
     }
 
     /// A digest of the recovered logical state (file contents, allocation), for the

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use crashsim::check::Violation;
-use crashsim::crash::{CrashConfig, RecoveryCrashConfig, explore_observed, judge_image, replay_run};
+use crashsim::crash::{CrashConfig, RecoveryCrashConfig, Strategy, explore_observed, judge_image, replay_run};
 use crashsim::daxfs::bugs::BugSet;
 use crashsim::exec::RunConfig;
 use crashsim::pmem::{Backing, Choice, CrashPoint, CrashState, PersistenceModel, SparseImage, Tracker};
@@ -75,6 +75,7 @@ fn crash_config(states_per_point: usize, eadr: bool) -> CrashConfig {
         recovery_crash: RecoveryCrashConfig { states_per_point: 0, crashes_per_state: 0 },
         media_faults_per_point: 0,
         violations_per_workload: usize::MAX,
+        strategy: Strategy::Bounded,
         ..CrashConfig::default()
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use crashsim::artifact::{ARTIFACTS_DEFAULT, ARTIFACTS_MAX, write_sweep_artifacts};
-use crashsim::crash::{CrashConfig, STATES_PER_POINT_DEFAULT, STATES_PER_POINT_MAX, Strategy};
+use crashsim::crash::{CrashConfig, RECOVERIES_PER_POINT_DEFAULT, STATES_PER_POINT_DEFAULT, STATES_PER_POINT_MAX, Strategy};
 use crashsim::daxfs::bugs::{BugSet, CATALOGUE};
 use crashsim::daxfs::fs::AllocPolicy;
 use crashsim::exec::RunConfig;
@@ -100,6 +100,7 @@ enum CrashPointsArg {
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum StrategyArg {
+    Lazy,
     Exhaustive,
     Bounded,
 }
@@ -125,13 +126,20 @@ struct ExploreArgs {
     crash_points: Option<CrashPointsArg>,
     /// Crash-state enumeration strategy.
     ///
-    /// Both cover every crash state of a crash point whose state space fits
-    /// --states-per-point. Over it, bounded samples the point (systematic choices, then seeded
-    /// random ones) and the summary counts it over budget; exhaustive stops with an error
-    /// naming the crash point and its state count, unless --exhaustive-cap is given.
-    #[arg(long, value_enum, default_value_t = StrategyArg::Bounded, verbatim_doc_comment)]
+    /// lazy (the default) covers every crash state: a pending line's choices are enumerated
+    /// only when recovery reads it, and the lines no recovery reads are judged word by word
+    /// (line-local verdicts). A crash point needing more than --recoveries-per-point
+    /// recoveries is counted over budget.
+    /// exhaustive and bounded recover each crash state on its own; both cover every state of
+    /// a crash point whose space fits --states-per-point. Over it, bounded samples the point
+    /// (systematic choices, then seeded random ones) and counts it over budget; exhaustive
+    /// stops with an error naming the point and its state count, unless --exhaustive-cap.
+    #[arg(long, value_enum, default_value_t = StrategyArg::Lazy, verbatim_doc_comment)]
     strategy: StrategyArg,
-    /// Crash states explored per crash point, at most (the budget).
+    /// With --strategy lazy: recoveries per crash point, at most (the budget).
+    #[arg(long, default_value_t = RECOVERIES_PER_POINT_DEFAULT, value_parser = parse_states_per_point)]
+    recoveries_per_point: usize,
+    /// With --strategy exhaustive or bounded: crash states per crash point, at most.
     #[arg(long, default_value_t = STATES_PER_POINT_DEFAULT, value_parser = parse_states_per_point)]
     states_per_point: usize,
     /// With --strategy exhaustive: sample a crash point whose state space exceeds
@@ -473,6 +481,7 @@ pub(crate) fn crash_config(args: &ExploreArgs) -> anyhow::Result<CrashConfig> {
     let strategy = match args.strategy {
         StrategyArg::Exhaustive => Strategy::Exhaustive,
         StrategyArg::Bounded => Strategy::Bounded,
+        StrategyArg::Lazy => Strategy::Lazy,
     };
     Ok(CrashConfig {
         model,
@@ -480,6 +489,7 @@ pub(crate) fn crash_config(args: &ExploreArgs) -> anyhow::Result<CrashConfig> {
         strategy,
         states_per_point: args.states_per_point,
         exhaustive_cap: args.exhaustive_cap,
+        recoveries_per_point: args.recoveries_per_point,
         // --fail-fast: a seed's first violation ends its exploration too.
         violations_per_workload: if args.fail_fast {
             1

@@ -70,6 +70,10 @@ pub struct Coverage {
     /// Crash states explored: distinct choices of pending units, summed over crash points.
     #[serde(default)]
     pub states_explored: u64,
+    /// Crash points all of whose crash states were covered: enumerated one by one, or stood
+    /// for by lazy enumeration's leaves (whose sizes add up to the point's space exactly).
+    #[serde(default)]
+    pub points_whole: u64,
     /// The size of the space: the number of crash states summed over every crash point. A
     /// lower bound when `state_space_exact` is false.
     #[serde(default)]
@@ -88,6 +92,7 @@ impl Default for Coverage {
             points_over_budget: 0,
             points_skipped: 0,
             states_explored: 0,
+            points_whole: 0,
             state_space: StateCount(0),
             state_space_exact: true,
         }
@@ -102,10 +107,7 @@ impl Coverage {
 
     /// True when every crash state of every crash point was explored.
     pub fn complete(&self) -> bool {
-        self.points_over_budget == 0
-            && self.points_skipped == 0
-            && self.state_space_exact
-            && self.state_space == StateCount(u128::from(self.states_explored))
+        self.points_over_budget == 0 && self.points_skipped == 0 && self.points_whole == self.points
     }
 
     /// Adds one crash point's space of `states` (`u128::MAX`: saturated, a lower bound).
@@ -132,7 +134,8 @@ impl Coverage {
         self.points += other.points;
         self.points_over_budget += other.points_over_budget;
         self.points_skipped += other.points_skipped;
-        self.states_explored += other.states_explored;
+        self.states_explored = self.states_explored.saturating_add(other.states_explored);
+        self.points_whole += other.points_whole;
         self.add_space(other.state_space.0, other.state_space_exact);
     }
 
@@ -164,6 +167,7 @@ mod tests {
         let mut c = Coverage::default();
         c.add_point_space(10);
         c.states_explored = 10;
+        c.points_whole = 1;
         assert!(c.complete());
         c.add_point_space(u128::MAX);
         assert!(!c.state_space_exact && !c.complete());

@@ -27,8 +27,13 @@ pub enum Strategy {
     /// partial prefixes, pairs of lines, each non-temporal unit alone, then seeded random
     /// samples, up to the budget. A space that fits the budget is always covered whole: once
     /// the random samples stop finding new choices, the missing ones follow in order.
-    #[default]
     Bounded,
+    /// Every crash state, by lazy refinement: a pending line's choices are enumerated only when
+    /// a recovery reads it, and the lines no recovery read are judged word by word through the
+    /// target's line-local oracle ([`crate::target::Target::check_lines`]). Exact; a point
+    /// needing more than `recoveries_per_point` recoveries is counted over budget.
+    #[default]
+    Lazy,
 }
 
 impl std::str::FromStr for Strategy {
@@ -37,7 +42,8 @@ impl std::str::FromStr for Strategy {
         match s {
             "exhaustive" => Ok(Self::Exhaustive),
             "bounded" => Ok(Self::Bounded),
-            _ => Err(format!("unknown strategy `{s}` (expected exhaustive or bounded)")),
+            "lazy" => Ok(Self::Lazy),
+            _ => Err(format!("unknown strategy `{s}` (expected lazy, exhaustive or bounded)")),
         }
     }
 }
@@ -47,6 +53,7 @@ impl std::fmt::Display for Strategy {
         f.write_str(match self {
             Self::Exhaustive => "exhaustive",
             Self::Bounded => "bounded",
+            Self::Lazy => "lazy",
         })
     }
 }
@@ -70,7 +77,7 @@ pub fn choices<'s>(
     let fits = fits_budget(state, states_max);
     match strategy {
         Strategy::Exhaustive if fits => Box::new(state.choices_exhaustive()),
-        Strategy::Exhaustive | Strategy::Bounded => {
+        Strategy::Exhaustive | Strategy::Bounded | Strategy::Lazy => {
             let mut yielded: HashSet<Choice> = HashSet::new();
             let fresh = move |c: &Choice| yielded.insert(c.clone());
             // Distinct choices: once the whole space is out, stop drawing.

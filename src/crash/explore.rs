@@ -12,6 +12,8 @@ use crate::rng::{SimRng, rng_from_seed};
 use crate::target::{Target, TargetError};
 use rand::RngExt as _;
 
+mod lazy;
+
 use super::coverage::{Coverage, OVER_BUDGET_LISTED};
 use super::evidence::{attach_crash, attach_run_time};
 use super::replay::{oracle, replay_run};
@@ -37,6 +39,16 @@ pub struct WorkloadReport {
     /// budget, at most [`OVER_BUDGET_LISTED`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub over_budget_points: Vec<u64>,
+    /// Recoveries run by lazy enumeration (one per recovered metadata state it explored).
+    #[serde(default)]
+    pub recoveries: u64,
+    /// Word values judged line-locally beyond each recovered image's own (lazy enumeration).
+    #[serde(default)]
+    pub others_judged: u64,
+    /// Recoveries whose verdict was reused from an equal recovered state of the same crash
+    /// point (same verdict key, same values in every word the verdict read).
+    #[serde(default)]
+    pub verdicts_reused: u64,
 }
 
 /// Builds the workload for `seed`, runs it on a fresh image and explores its crash states.
@@ -223,6 +235,11 @@ impl<T: Target> Explorer<'_, '_, T> {
             }
             let state = tracker.crash_state();
             debug_assert_eq!(state.choice_count(), states, "the tracker counts the state's choices");
+            if self.cfg.strategy == Strategy::Lazy {
+                self.report.crash_points += 1;
+                self.explore_point_lazy(&state, states);
+                continue;
+            }
             let fits = states <= budget as u128;
             if !fits {
                 if self.cfg.strategy == Strategy::Exhaustive && !self.cfg.exhaustive_cap {
@@ -237,6 +254,9 @@ impl<T: Target> Explorer<'_, '_, T> {
             let whole = self.explore_point(&state);
             if fits && !whole {
                 self.report.coverage.points_skipped += 1;
+            }
+            if fits && whole {
+                self.report.coverage.points_whole += 1;
             }
         }
         Ok(())

@@ -26,6 +26,8 @@ use crate::pmem::{Granularity, PersistenceModel};
 
 /// Default bound on crash states explored per crash point.
 pub const STATES_PER_POINT_DEFAULT: usize = 256;
+/// Default bound on recoveries per crash point under [`Strategy::Lazy`].
+pub const RECOVERIES_PER_POINT_DEFAULT: usize = 4096;
 /// Hard bound on `states_per_point`.
 pub const STATES_PER_POINT_MAX: usize = 1 << 20;
 /// Default bound on violations kept per workload; exploring a workload stops once reached.
@@ -86,6 +88,14 @@ pub struct CrashConfig {
     /// with [`crate::target::TargetError::OverBudget`].
     #[serde(default, skip_serializing_if = "is_false")]
     pub exhaustive_cap: bool,
+    /// With [`Strategy::Lazy`]: recoveries (recovered metadata states) explored per crash
+    /// point at most; a point that needs more is counted over budget.
+    #[serde(default = "recoveries_per_point_default")]
+    pub recoveries_per_point: usize,
+}
+
+fn recoveries_per_point_default() -> usize {
+    RECOVERIES_PER_POINT_DEFAULT
 }
 
 fn is_false(b: &bool) -> bool {
@@ -97,7 +107,7 @@ impl Default for CrashConfig {
         Self {
             model: PersistenceModel::Adr,
             granularity: Granularity::Fence,
-            strategy: Strategy::Bounded,
+            strategy: Strategy::Lazy,
             states_per_point: STATES_PER_POINT_DEFAULT,
             image_mode: ImageMode::Overlay,
             recovery_crash: RecoveryCrashConfig::default(),
@@ -105,6 +115,7 @@ impl Default for CrashConfig {
             media_faults_per_point: MEDIA_FAULTS_PER_POINT_DEFAULT,
             points_per_workload: 0,
             exhaustive_cap: false,
+            recoveries_per_point: RECOVERIES_PER_POINT_DEFAULT,
         }
     }
 }

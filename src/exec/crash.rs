@@ -8,7 +8,7 @@ use crate::daxfs::fsck::fsck;
 use crate::daxfs::store::MetaStore;
 use crate::daxfs::tag::Word;
 use crate::daxfs::{BLOCK_BYTES, BlockNr, ExtentState, Ino};
-use crate::pmem::Device;
+use crate::pmem::{Device, LineWords};
 
 use super::record::{FileHistory, RunRecord, WordVerdict};
 
@@ -34,6 +34,26 @@ pub struct CrashFinding {
     pub allowed: Option<String>,
 }
 
+/// Which findings a check reports.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// The first bad word of each file (what reports need).
+    #[default]
+    FirstPerFile,
+    /// Every bad word (what differential tests compare).
+    EveryWord,
+}
+
+/// Where the check reads data blocks from.
+enum Data<'a> {
+    /// The device, reusing the clean verdicts of pages every state of the point shares.
+    Cached(&'a Device),
+    /// The device, every word judged afresh.
+    Plain(&'a Device),
+    /// A lazily enumerated metadata state: the image's words and each word's other values.
+    Lines(&'a LineWords<'a>),
+}
+
 /// Checks a recovered file system against the record, as of crash point `point`, reusing the
 /// clean verdicts of pages that every state of the point shares. `torn` says the cut fell inside
 /// the store at `point` (eADR): the operation that store belongs to had begun, so its data may
@@ -44,8 +64,9 @@ pub fn check(
     record: &RunRecord,
     point: usize,
     torn: bool,
+    scope: Scope,
 ) -> Vec<CrashFinding> {
-    check_with(store, dev, record, point, torn, true)
+    check_with(store, dev, record, (point, torn), Data::Cached(dev), scope)
 }
 
 /// [`check`] without the page-verdict cache: every word of every state judged afresh.
@@ -55,17 +76,33 @@ pub fn check_plain(
     record: &RunRecord,
     point: usize,
     torn: bool,
+    scope: Scope,
 ) -> Vec<CrashFinding> {
-    check_with(store, dev, record, point, torn, false)
+    check_with(store, dev, record, (point, torn), Data::Plain(dev), scope)
+}
+
+/// [`check`] of every crash state one lazily enumerated metadata state stands for: data words
+/// are read through `words` and judged with each of their reachable values. The verdict on a
+/// word depends only on its value, its block and the recovered metadata (line-local).
+pub fn check_lines(
+    store: &MetaStore,
+    dev: &Device,
+    record: &RunRecord,
+    point: usize,
+    torn: bool,
+    words: &LineWords<'_>,
+    scope: Scope,
+) -> Vec<CrashFinding> {
+    check_with(store, dev, record, (point, torn), Data::Lines(words), scope)
 }
 
 fn check_with(
     store: &MetaStore,
     dev: &Device,
     record: &RunRecord,
-    point: usize,
-    torn: bool,
-    cache: bool,
+    (point, torn): (usize, bool),
+    data: Data<'_>,
+    scope: Scope,
 ) -> Vec<CrashFinding> {
     let begun = point + usize::from(torn);
     let mut out: Vec<CrashFinding> = fsck(store.meta(), store.geometry())
@@ -86,7 +123,10 @@ fn check_with(
     let landed = record.landed();
     let mounted_before = store.mounted_before().0;
     let shareable = Shareable {
-        delta: dev.initial().view_delta().filter(|_| cache),
+        delta: match data {
+            Data::Cached(dev) => dev.initial().view_delta(),
+            _ => None,
+        },
         recovery_pages: dev.image().written_page_indexes().collect(),
     };
     CLEAN.with(|c| {
@@ -123,9 +163,8 @@ fn check_with(
             .iter()
             .map(|&f| (f, record.history(f, point, begun, landed, mounted_before)))
             .collect();
-        if let Some(f) = check_file(store, dev, ino, inode.size_bytes / 8, &histories, &shareable) {
-            out.push(f);
-        }
+        let file = FileCheck { store, ino, words_end: inode.size_bytes / 8, histories: &histories, scope };
+        out.extend(file.check(&data, &shareable));
     }
     out
 }
@@ -212,58 +251,97 @@ impl Shareable<'_> {
     }
 }
 
-/// The first bad word of one file, if any.
-fn check_file(
-    store: &MetaStore,
-    dev: &Device,
+/// One file's data check.
+struct FileCheck<'a> {
+    store: &'a MetaStore,
     ino: Ino,
+    /// Words below the recovered size.
     words_end: u64,
-    histories: &[(u32, FileHistory<'_>)],
-    shareable: &Shareable<'_>,
-) -> Option<CrashFinding> {
-    let inode = store.inode(ino).ok()?;
-    let words_per_page = BLOCK_BYTES / 8;
-    let mut buf = vec![0u8; BLOCK_BYTES as usize];
-    for page in 0..words_end.div_ceil(words_per_page) {
-        let lo = page * words_per_page;
-        let unwritten = histories.iter().all(|(_, h)| h.page_unwritten(lo));
-        let mapped = inode.lookup(page).map(|e| (BlockNr(e.phys.0 + page - e.file_block), e.state));
-        let block = match mapped {
-            Some((b, ExtentState::Written)) => {
-                let addr = store.geometry().block_addr(b).0;
-                let shared = shareable.block(addr);
-                let judged = words_end.min(lo + words_per_page) - lo;
-                let key = (ino.0, page, b.0, judged, store.mounted_before().0);
-                if shared && CLEAN.with(|c| c.borrow().pages.contains(&key)) {
-                    continue;
+    histories: &'a [(u32, FileHistory<'a>)],
+    scope: Scope,
+}
+
+impl FileCheck<'_> {
+    /// The file's bad words: the first one, or all of them (`scope`).
+    fn check(&self, data: &Data<'_>, shareable: &Shareable<'_>) -> Vec<CrashFinding> {
+        let Ok(inode) = self.store.inode(self.ino) else { return Vec::new() };
+        let (histories, words_end) = (self.histories, self.words_end);
+        let words_per_page = BLOCK_BYTES / 8;
+        let mut buf = vec![0u8; BLOCK_BYTES as usize];
+        let mut out = Vec::new();
+        for page in 0..words_end.div_ceil(words_per_page) {
+            let lo = page * words_per_page;
+            let hi = (lo + words_per_page).min(words_end);
+            let unwritten = histories.iter().all(|(_, h)| h.page_unwritten(lo));
+            let mapped = inode.lookup(page).map(|e| (BlockNr(e.phys.0 + page - e.file_block), e.state));
+            // Other values a word of the page may hold (lazy enumeration): (word, value).
+            let mut others: Vec<(u64, u64)> = Vec::new();
+            let block = match mapped {
+                Some((b, ExtentState::Written)) => {
+                    let addr = self.store.geometry().block_addr(b);
+                    match data {
+                        Data::Cached(dev) => {
+                            let shared = shareable.block(addr.0);
+                            let key = (self.ino.0, page, b.0, hi - lo, self.store.mounted_before().0);
+                            if shared && CLEAN.with(|c| c.borrow().pages.contains(&key)) {
+                                continue;
+                            }
+                            if dev.read(addr, &mut buf).is_err() {
+                                return out;
+                            }
+                            if shared && page_clean(histories, lo, words_end, &buf, Some(b)) {
+                                CLEAN.with(|c| c.borrow_mut().pages.insert(key));
+                                continue;
+                            }
+                        }
+                        Data::Plain(dev) => {
+                            if dev.read(addr, &mut buf).is_err() {
+                                return out;
+                            }
+                        }
+                        Data::Lines(words) => {
+                            if addr.0 + BLOCK_BYTES > self.store.geometry().size_bytes {
+                                return out;
+                            }
+                            words.read(addr.0, &mut buf);
+                            others = words
+                                .others(addr.0..addr.0 + (hi - lo) * 8)
+                                .into_iter()
+                                .map(|(a, v)| (lo + (a - addr.0) / 8, v))
+                                .collect();
+                        }
+                    }
+                    Some(b)
                 }
-                dev.read(store.geometry().block_addr(b), &mut buf).ok()?;
-                if shared && page_clean(histories, lo, words_end, &buf, Some(b)) {
-                    CLEAN.with(|c| c.borrow_mut().pages.insert(key));
-                    continue;
+                // A hole or unwritten extent reads as zeros; only acknowledged writes can fail.
+                _ if unwritten => continue,
+                _ => {
+                    buf.fill(0);
+                    None
                 }
-                Some(b)
+            };
+            // Fast path: a page this file never wrote may hold only zeros.
+            if unwritten && others.is_empty() && buf.iter().all(|&b| b == 0) {
+                continue;
             }
-            // A hole or unwritten extent reads as zeros; only acknowledged writes can fail.
-            _ if unwritten => continue,
-            _ => {
-                buf.fill(0);
-                None
+            let mut others = others.into_iter().peekable();
+            for word in lo..hi {
+                let k = ((word - lo) * 8) as usize;
+                let here = u64::from_le_bytes(buf[k..k + 8].try_into().expect("8 bytes"));
+                let mut next_other = || others.next_if(|&(w, _)| w == word).map(|(_, v)| v);
+                for raw in std::iter::once(here).chain(std::iter::from_fn(&mut next_other)) {
+                    let found = Word::decode(raw);
+                    if let Some(bad) = judge_word(histories, word, found, block) {
+                        out.push(finding(self.store, self.ino, word, lo, found, block, bad));
+                        if self.scope == Scope::FirstPerFile {
+                            return out;
+                        }
+                    }
+                }
             }
-        };
-        // Fast path: a page this file never wrote may hold only zeros.
-        if unwritten && buf.iter().all(|&b| b == 0) {
-            continue;
         }
-        for word in lo..(lo + words_per_page).min(words_end) {
-            let k = ((word - lo) * 8) as usize;
-            let found = Word::decode(u64::from_le_bytes(buf[k..k + 8].try_into().expect("8 bytes")));
-            if let Some(bad) = judge_word(histories, word, found, block) {
-                return Some(finding(store, ino, word, lo, found, block, bad));
-            }
-        }
+        out
     }
-    None
 }
 
 /// Is every word of the page at word `lo` acceptable?

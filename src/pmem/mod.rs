@@ -5,12 +5,14 @@
 //! Architecture Invariant: the system under test touches persistent bytes only through
 //! [`Device`]; there is no other path to the media.
 
+mod cells;
 mod device;
 mod media;
 mod persist;
 pub mod reference;
 mod trace;
 
+pub use cells::{Cells, LineWords, Slot, TrackedView};
 pub use device::{Device, TRACE_EVENTS_MAX_DEFAULT};
 pub use media::{Background, Backing, PAGE_BYTES, SparseImage};
 pub use persist::{

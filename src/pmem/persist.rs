@@ -285,7 +285,7 @@ impl CrashState {
     }
 
     /// NT units grouped by the line they wait on (sorted by prefix), and those free.
-    fn nt_groups(&self) -> NtGroups {
+    pub(super) fn nt_groups(&self) -> NtGroups {
         let mut per_line: Vec<Vec<(u32, usize)>> = vec![Vec::new(); self.lines.len()];
         let mut free = Vec::new();
         for (k, dep) in self.nt_after.iter().enumerate() {
@@ -328,26 +328,26 @@ impl CrashState {
 
 /// The NT units of a crash state by what they wait on: `per_line[i]` holds `(prefix, nt index)`
 /// for the units waiting on line `i`, ascending; `free` the units waiting on nothing.
-struct NtGroups {
-    per_line: Vec<Vec<(u32, usize)>>,
-    free: Vec<usize>,
+pub(super) struct NtGroups {
+    pub(super) per_line: Vec<Vec<(u32, usize)>>,
+    pub(super) free: Vec<usize>,
 }
 
 /// 2^n, saturating.
-fn pow2(n: usize) -> u128 {
+pub(super) fn pow2(n: usize) -> u128 {
     if n >= 128 { u128::MAX } else { 1u128 << n }
 }
 
 /// Valid (prefix, NT subset) pairs of one line with `units` pending units and the NT units
 /// `deps` waiting on it: at prefix p, exactly the NT units waiting on at most p are free.
-fn line_group_count(units: usize, deps: &[(u32, usize)]) -> u128 {
+pub(super) fn line_group_count(units: usize, deps: &[(u32, usize)]) -> u128 {
     (0..=units as u32)
         .fold(0u128, |n, p| n.saturating_add(pow2(deps.partition_point(|&(need, _)| need <= p))))
 }
 
 /// Sets line `i`'s prefix and its waiting NT units from `r`, an index below
 /// [`line_group_count`]: prefixes in ascending order, each followed by its NT subsets.
-fn decode_line_group(c: &mut Choice, i: usize, deps: &[(u32, usize)], mut r: u128) {
+pub(super) fn decode_line_group(c: &mut Choice, i: usize, deps: &[(u32, usize)], mut r: u128) {
     // `r` is below the line's count, so the loop ends by the prefix that persists every unit.
     let mut p = 0u32;
     loop {
@@ -521,7 +521,7 @@ fn nt_dep(lines: &[PendingLine], u: &Unit) -> Option<NtDep> {
     (prefix > 0).then_some(NtDep { line: i, prefix })
 }
 
-fn read_word(b: &dyn Backing, addr: u64) -> u64 {
+pub(super) fn read_word(b: &dyn Backing, addr: u64) -> u64 {
     let mut w = [0u8; 8];
     b.read_at(addr, &mut w);
     u64::from_le_bytes(w)

@@ -6,10 +6,10 @@
 use crate::check::{Violation, ViolationClass};
 use crate::daxfs::store::MetaStore;
 use crate::daxfs::tag::Word;
-use crate::exec::crash::{CrashClass, CrashFinding};
+use crate::exec::crash::{CrashClass, CrashFinding, Scope};
 use crate::exec::record::RunRecord;
 use crate::exec::{self, Finding, FindingClass, RunConfig};
-use crate::pmem::{CrashPoint, Device, PmemAddr};
+use crate::pmem::{CrashPoint, Device, LineWords, PmemAddr};
 use crate::sched::Step;
 use crate::target::{RunOutcome, Target, TargetError};
 use crate::workload::{Op, Workload};
@@ -20,6 +20,9 @@ pub struct DaxfsTarget {
     pub config: RunConfig,
     /// How the crash oracle reaches its verdicts; never part of a manifest (both give the same).
     pub oracle: OracleMode,
+    /// Which findings the crash oracle reports: the first bad word per file, or every one
+    /// (differential tests). Never part of a manifest.
+    pub scope: Scope,
 }
 
 /// The crash oracle's two paths to one verdict.
@@ -34,7 +37,7 @@ pub enum OracleMode {
 
 impl DaxfsTarget {
     pub fn new(config: RunConfig) -> Self {
-        Self { config, oracle: OracleMode::Cached }
+        Self { config, oracle: OracleMode::Cached, scope: Scope::FirstPerFile }
     }
 
     /// The crash oracle on the path `self.oracle` names; `torn`: the cut fell inside the store
@@ -48,21 +51,30 @@ impl DaxfsTarget {
         torn: bool,
     ) -> Vec<Violation> {
         let findings = match self.oracle {
-            OracleMode::Cached => exec::crash::check(store, dev, record, point.0, torn),
-            OracleMode::Plain => exec::crash::check_plain(store, dev, record, point.0, torn),
+            OracleMode::Cached => exec::crash::check(store, dev, record, point.0, torn, self.scope),
+            OracleMode::Plain => exec::crash::check_plain(store, dev, record, point.0, torn, self.scope),
         };
         findings.into_iter().map(crash_violation).collect()
     }
 
     /// The same target with the crash oracle's page cache off.
     pub fn plain(config: RunConfig) -> Self {
-        Self { config, oracle: OracleMode::Plain }
+        Self { config, oracle: OracleMode::Plain, scope: Scope::FirstPerFile }
     }
 
     /// The target a manifest's `target_config` describes.
     pub fn from_config_json(value: &serde_json::Value) -> Result<Self, String> {
         serde_json::from_value(value.clone()).map(Self::new).map_err(|e| format!("daxfs config: {e}"))
     }
+}
+
+/// FNV-1a, 128-bit.
+fn fnv128(bytes: &[u8]) -> u128 {
+    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for &b in bytes {
+        h = (h ^ u128::from(b)).wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+    }
+    h
 }
 
 /// Shrinking candidates, most aggressive first: drop a thread, cut the schedule, drop chunks
@@ -320,6 +332,37 @@ impl Target for DaxfsTarget {
         point: CrashPoint,
     ) -> Vec<Violation> {
         self.judge(store, dev, record, point, true)
+    }
+
+    /// Line-local: recovery and the metadata checks read metadata through `dev`; data blocks
+    /// are read through `words`, and each word's verdict depends only on its value, the block
+    /// it is mapped to and the recovered metadata. With [`OracleMode::Plain`] data is read
+    /// through `dev` too (every line it reads is enumerated): the plain baseline.
+    fn check_lines(
+        &self,
+        store: &MetaStore,
+        dev: &Device,
+        record: &RunRecord,
+        point: CrashPoint,
+        torn: bool,
+        words: &LineWords<'_>,
+    ) -> Vec<Violation> {
+        if self.oracle == OracleMode::Plain {
+            return self.judge(store, dev, record, point, torn);
+        }
+        let findings = exec::crash::check_lines(store, dev, record, point.0, torn, words, self.scope);
+        findings.into_iter().map(crash_violation).collect()
+    }
+
+    fn line_local(&self) -> bool {
+        self.oracle != OracleMode::Plain
+    }
+
+    /// The check reads the recovered metadata, the geometry and the first tid recovery did
+    /// not find (the allocation epoch); nothing else but data words.
+    fn verdict_key(&self, store: &MetaStore, _dev: &Device) -> Option<u128> {
+        let text = format!("{:?} {:?} {}", store.meta(), store.geometry(), store.mounted_before().0);
+        Some(fnv128(text.as_bytes()))
     }
 
     fn fingerprint(&self, store: &MetaStore, dev: &Device) -> u64 {

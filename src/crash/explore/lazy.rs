@@ -1,0 +1,292 @@
+//! Lazy enumeration of one crash point: a cell's choices are enumerated only when a recovery
+//! reads it, and the cells no recovery read are judged line-locally (see "Lazy enumeration" in
+//! `docs/performance.md`).
+//!
+//! Each run recovers the view of a partial assignment (free cells at "nothing persisted") and
+//! logs the cells it reads, in the order of their first read. Every full assignment that agrees
+//! with the run on the cells it read gives the same recovery (the run reads the same bytes, read
+//! by read), so the run stands for all of them: a *leaf*. The rest of the space under the run
+//! is split, for each read cell in read order, into "the earlier read cells as in this run, this
+//! one different": disjoint subspaces, each explored by its own run. The leaves therefore
+//! partition the crash point's choices exactly; their sizes add up to `choice_count`.
+
+use std::sync::Arc;
+
+use crate::check::{Violation, ViolationClass};
+use crate::pmem::{Backing, Cells, CrashState, Device, LineWords, Slot, View};
+use crate::rng::rng_from_seed;
+use crate::target::Target;
+
+use super::super::coverage::OVER_BUDGET_LISTED;
+use super::super::evidence::attach_crash;
+use super::super::guarded;
+use super::super::replay::oracle;
+use super::{Explorer, stream};
+
+/// A verdict judged once per crash point and reused: the target's verdict key, whether the
+/// store at the point had begun, and the slots of the cells the verdict read.
+struct Memo {
+    key: u128,
+    begun: bool,
+    touched: Vec<(u32, Slot)>,
+    verdict: Vec<Violation>,
+}
+
+/// What one run of the lazy enumeration found.
+struct Leaf {
+    /// The run's slots with every cell it read fixed to the choice its view used.
+    slots: Vec<Slot>,
+    /// The cells it read, first read first, with the slot they had before the run.
+    reads: Vec<(u32, Slot)>,
+    violations: Vec<Violation>,
+}
+
+impl<T: Target> Explorer<'_, '_, T> {
+    /// Explores one crash point lazily. `space` is its number of crash states.
+    pub(super) fn explore_point_lazy(&mut self, state: &CrashState, space: u128) {
+        let expectations = self.target.expectations_at(self.record, state.point);
+        let cells = Cells::new(state);
+        let key = (point_hash(state), expectations, false);
+        if !self.seen.insert(key) {
+            // An equal crash point (same durable image, same pending units, same expectations)
+            // was explored already: same leaves, same verdicts.
+            self.count_covered(space);
+            self.report.coverage.points_whole += 1;
+            self.report.crash_states += 1;
+            return;
+        }
+        let mut recovery_rng = rng_from_seed(stream(self.seed, state.point, 1));
+        let cap = self.cfg.recoveries_per_point;
+        let mut stack: Vec<Vec<Slot>> = cells.roots();
+        stack.reverse();
+        let mut runs = 0usize;
+        let mut covered: u128 = 0;
+        let mut memo: Vec<Memo> = Vec::new();
+        while let Some(slots) = stack.pop() {
+            if self.full() {
+                self.report.coverage.points_skipped += 1;
+                self.count_covered(covered);
+                return;
+            }
+            if runs == cap {
+                self.report.coverage.points_over_budget += 1;
+                if self.report.over_budget_points.len() < OVER_BUDGET_LISTED {
+                    self.report.over_budget_points.push(state.point.0 as u64);
+                }
+                break;
+            }
+            let sample = runs < self.cfg.recovery_crash.states_per_point;
+            runs += 1;
+            let leaf = self.run_leaf(state, &cells, slots, &mut memo, sample.then_some(&mut recovery_rng));
+            if leaf.reads.len() > 3 && std::env::var_os("CRASHSIM_DEBUG_LAZY").is_some() {
+                let lines: Vec<String> = leaf.reads.iter().map(|&(c, _)| format!("{:#x}/{}", cells.addr_of(c), cells.count(c))).collect();
+                eprintln!("point {} first run reads {lines:?}", state.point.0);
+            }
+            // The subspaces the run did not stand for: read cell `k` refined, those read before
+            // it as in the run. Pushed last-first so they pop in read order.
+            let mut children = Vec::new();
+            for (k, &(cell, before)) in leaf.reads.iter().enumerate() {
+                for r in cells.refinements(cell, before) {
+                    let mut child = leaf.slots.clone();
+                    for &(later, was) in &leaf.reads[k + 1..] {
+                        child[later as usize] = was;
+                    }
+                    child[cell as usize] = r;
+                    children.push(child);
+                }
+            }
+            stack.extend(children.into_iter().rev());
+            covered = covered.saturating_add(cells.covered(&leaf.slots));
+            self.report.crash_states += 1;
+            self.report.unique_states += 1;
+            for mut v in leaf.violations {
+                if self.only.is_none_or(|c| v.class == c) {
+                    self.witness(state, &cells, &leaf.slots, &mut v);
+                    self.report.violations.push(v);
+                }
+            }
+        }
+        if std::env::var_os("CRASHSIM_DEBUG_LAZY").is_some() {
+            eprintln!("point {} runs {runs} cells {} space {space} covered {covered}", state.point.0, cells.len());
+        }
+        debug_assert!(
+            !stack.is_empty() || covered == space || space == u128::MAX,
+            "the leaves of crash point {} cover {covered} of its {space} states",
+            state.point.0
+        );
+        self.count_covered(covered);
+        if stack.is_empty() {
+            self.report.coverage.points_whole += 1;
+        }
+        self.explore_media_faults(state, expectations);
+    }
+
+    fn count_covered(&mut self, covered: u128) {
+        self.report.coverage.states_explored =
+            self.report.coverage.states_explored.saturating_add(covered.min(u128::from(u64::MAX)) as u64);
+    }
+
+    /// Recovers the view of `slots` with read tracking, judges it through the target's
+    /// line-local oracle and, if `recovery_rng` is given, crashes that recovery.
+    fn run_leaf(
+        &mut self,
+        state: &CrashState,
+        cells: &Cells,
+        slots: Vec<Slot>,
+        memo: &mut Vec<Memo>,
+        recovery_rng: Option<&mut crate::rng::SimRng>,
+    ) -> Leaf {
+        let tracked = Arc::new(cells.tracked_view(state, &slots).expect("a lazy slot assignment is a valid choice"));
+        let backing: Arc<dyn Backing> = tracked.clone();
+        let mut dev = Device::with_backing(backing);
+        let (target, record, point) = (self.target, self.record, state.point);
+        let begun = cells.begun(&slots);
+        let line_local = target.line_local();
+        let mut others_judged = 0u64;
+        let mut reused = false;
+        let clean = guarded(|| {
+            let mounted = target.recover(&mut dev)?;
+            let fingerprint = target.fingerprint(&mounted, &dev);
+            // The slots as this run has them so far: cells recovery read are fixed.
+            let mut now = slots.clone();
+            for c in tracked.reads() {
+                now[c as usize] = Cells::settled(now[c as usize]);
+            }
+            let key = if line_local { target.verdict_key(&mounted, &dev) } else { None };
+            if let Some(key) = key {
+                let hit = memo.iter().find(|m| {
+                    m.key == key && m.begun == begun && m.touched.iter().all(|&(c, s)| now[c as usize] == s)
+                });
+                if let Some(m) = hit {
+                    reused = true;
+                    return Ok((m.verdict.clone(), fingerprint));
+                }
+            }
+            let reads_before = tracked.reads_len();
+            let words = LineWords::tracked(&tracked, cells, &slots);
+            let found = target.check_lines(&mounted, &dev, record, point, begun, &words);
+            others_judged = words.others_judged();
+            words.assert_contract();
+            // Only a verdict that read nothing more through the device is a function of the
+            // key and of the words it read.
+            if let Some(key) = key.filter(|_| tracked.reads_len() == reads_before) {
+                let touched = words.touched().into_iter().map(|c| (c, now[c as usize])).collect();
+                memo.push(Memo { key, begun, touched, verdict: found.clone() });
+            }
+            Ok((found, fingerprint))
+        });
+        tracked.stop_tracking();
+        self.report.others_judged += others_judged;
+        self.report.recoveries += 1;
+        self.report.verdicts_reused += u64::from(reused);
+        let before = slots.clone();
+        let reads: Vec<(u32, Slot)> =
+            tracked.reads().into_iter().map(|c| (c, before[c as usize])).collect();
+        let mut leaf_slots = slots;
+        for &(c, was) in &reads {
+            leaf_slots[c as usize] = Cells::settled(was);
+        }
+        let violations = match clean {
+            Err(msg) => {
+                vec![Violation::new(ViolationClass::RecoveryFailed, format!("recovery failed: {msg}"))]
+            }
+            Ok((mut found, fingerprint)) => {
+                if let Some(rng) = recovery_rng {
+                    found.extend(self.crash_recovery(&dev, fingerprint, rng));
+                }
+                found
+            }
+        };
+        Leaf { slots: leaf_slots, reads, violations }
+    }
+
+    /// Attaches to `v`, found on the leaf `slots`, a concrete crash state that shows it: the
+    /// leaf's own view, or (for a word in a free cell) the leaf with that cell set to leave
+    /// one of the word's other values. A violation no concrete state reproduces means the
+    /// target's line-local promise was broken: a debug build panics.
+    fn witness(&mut self, state: &CrashState, cells: &Cells, slots: &[Slot], v: &mut Violation) {
+        let own = cells.choice(state, slots);
+        let recovery_crash = v.evidence.recovery_crash_point.is_some();
+        let free_word = v.addr.map(|a| a.0 & !7).filter(|&a| {
+            cells.cell_of(a).is_some_and(|c| matches!(slots[c as usize], Slot::Free | Slot::Begun))
+        });
+        let Some(addr) = free_word.filter(|_| !recovery_crash) else {
+            attach_crash(v, self.trace, state, &own);
+            return;
+        };
+        let mut candidates = vec![slots.to_vec()];
+        let view = View::new(state, &own).expect("leaf choice fits");
+        let here = read_word(&view, addr);
+        let others: Vec<(u64, u64)> = cells.others(slots, addr..addr + 8).collect();
+        for (_, value) in others {
+            if value != here {
+                candidates.extend(cells.witness(state, slots, addr, value));
+            }
+        }
+        for cand in candidates {
+            let choice = cells.choice(state, &cand);
+            if self.reproduces(state, &choice, v) {
+                attach_crash(v, self.trace, state, &choice);
+                return;
+            }
+        }
+        debug_assert!(
+            false,
+            "{} at {addr:#x} (crash point {}) is reproduced by no crash state: the target's \
+             line-local check depends on more than the word and the recovered metadata",
+            v.class,
+            state.point.0
+        );
+        v.message = format!("{} (not reproduced by a single crash state: the target's line-local check broke its contract)", v.message);
+        attach_crash(v, self.trace, state, &own);
+    }
+
+    /// Whether the concrete crash state `choice` shows a violation of `v`'s class at `v`'s
+    /// address, judged by the target's plain check.
+    fn reproduces(&self, state: &CrashState, choice: &crate::pmem::Choice, v: &Violation) -> bool {
+        let view = View::new(state, choice).expect("witness choice fits");
+        let mut dev = Device::with_backing(Arc::new(view));
+        let (target, record) = (self.target, self.record);
+        let torn = choice.torn > 0;
+        let found = guarded(|| {
+            let mounted = target.recover(&mut dev)?;
+            Ok(oracle(target, &mounted, &dev, record, (state.point, torn)))
+        });
+        found.is_ok_and(|f| f.iter().any(|w| w.class == v.class && w.addr == v.addr))
+    }
+}
+
+fn read_word(b: &dyn Backing, addr: u64) -> u64 {
+    let mut w = [0u8; 8];
+    b.read_at(addr, &mut w);
+    u64::from_le_bytes(w)
+}
+
+/// Names a crash point's whole state: durable image, pending units and their order
+/// constraints. Two points with equal hashes (and equal expectations) have equal leaves.
+fn point_hash(state: &CrashState) -> u128 {
+    let mut h = state.base_hash ^ 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
+    let mut mix = |x: u64| {
+        h = (h ^ u128::from(x)).wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+    };
+    for l in &state.lines {
+        mix(l.line);
+        mix(l.units.len() as u64);
+        for u in &l.units {
+            mix(u.addr);
+            mix(u.value);
+        }
+    }
+    mix(u64::MAX);
+    for (u, dep) in state.nt.iter().zip(&state.nt_after) {
+        mix(u.addr);
+        mix(u.value);
+        mix(dep.map_or(u64::MAX, |d| (d.line as u64) << 32 | u64::from(d.prefix)));
+    }
+    mix(u64::MAX - 1);
+    for u in &state.torn {
+        mix(u.addr);
+        mix(u.value);
+    }
+    h
+}

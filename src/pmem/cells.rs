@@ -1,0 +1,463 @@
+//! A crash state split into independent cells, the reads a recovery makes of them, and the
+//! values the cells nobody read may leave in each word.
+//!
+//! A crash state's choices are a product: every pending cache line (with the non-temporal units
+//! in it) persists some valid combination on its own, and under eADR the store at the crash
+//! point persists some prefix. Each factor is a *cell*. Lazy enumeration fixes a cell's choice
+//! only when a recovery reads it ([`TrackedView`]); the cells no recovery read stay *free*, and a
+//! word in a free cell may hold its durable base value or any value a pending unit stores there
+//! ([`LineWords::others`]). See "Lazy enumeration" in `docs/performance.md`.
+
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use super::media::Backing;
+use super::persist::{Choice, CrashState, View, decode_line_group, line_group_count, pow2};
+use super::{LINE_BYTES, PmemError};
+
+/// What a lazy enumeration has fixed about one cell.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// Not read by recovery: every choice of the cell stays open; views hold choice 0 (nothing
+    /// of the cell persisted).
+    Free,
+    /// Choice `r` of the cell, `r < count`.
+    Fixed(u128),
+    /// The torn cell only: one of the cuts `1..=n` (the store had begun); views hold cut 1.
+    Begun,
+}
+
+#[derive(Clone, Debug)]
+enum CellKind {
+    /// One cache line: its pending write-back units (`line`, an index into
+    /// [`CrashState::lines`]), the NT units waiting on them (`deps`, `(prefix, nt index)`
+    /// ascending), and the NT units in it that wait on nothing (`free_nt`).
+    Line { line: Option<usize>, deps: Vec<(u32, usize)>, free_nt: Vec<usize> },
+    /// eADR: the store at the crash point, cut after any prefix of [`CrashState::torn`].
+    Torn,
+}
+
+#[derive(Clone, Debug)]
+struct Cell {
+    kind: CellKind,
+    /// Choices of the cell (saturating).
+    count: u128,
+}
+
+/// A pending unit and the cell it belongs to.
+#[derive(Copy, Clone, Debug)]
+struct CellUnit {
+    addr: u64,
+    value: u64,
+    seq: usize,
+    cell: u32,
+    /// Position in [`CrashState::torn`] for the torn cell's units.
+    torn_index: u32,
+}
+
+/// The cells of one crash state.
+#[derive(Clone, Debug)]
+pub struct Cells {
+    cells: Vec<Cell>,
+    /// The torn cell's index, if the state has one.
+    torn: Option<u32>,
+    /// Address ranges (start, end, cell) the cells own, ascending by start; none is longer than
+    /// a line.
+    ranges: Arc<[(u64, u64, u32)]>,
+    /// Every pending unit, ascending by (address, program order).
+    units: Vec<CellUnit>,
+}
+
+impl Cells {
+    pub fn new(state: &CrashState) -> Self {
+        let groups = state.nt_groups();
+        let mut cells = Vec::new();
+        let mut ranges = Vec::new();
+        let mut units = Vec::new();
+        // Lines: write-back lines, plus lines holding only NT units (all free).
+        let mut by_line: std::collections::BTreeMap<u64, (Option<usize>, Vec<usize>)> = Default::default();
+        for (i, l) in state.lines.iter().enumerate() {
+            by_line.entry(l.line).or_default().0 = Some(i);
+        }
+        for &k in &groups.free {
+            by_line.entry(state.nt[k].addr & !(LINE_BYTES - 1)).or_default().1.push(k);
+        }
+        for (line_addr, (line, free_nt)) in by_line {
+            let cell = cells.len() as u32;
+            let deps = line.map(|i| groups.per_line[i].clone()).unwrap_or_default();
+            let wb = line.map_or(0, |i| state.lines[i].units.len());
+            let count = line_group_count(wb, &deps).saturating_mul(pow2(free_nt.len()));
+            let unit = |u: &super::Unit| CellUnit { addr: u.addr, value: u.value, seq: u.seq, cell, torn_index: 0 };
+            if let Some(i) = line {
+                units.extend(state.lines[i].units.iter().map(unit));
+            }
+            units.extend(deps.iter().map(|&(_, k)| unit(&state.nt[k])));
+            units.extend(free_nt.iter().map(|&k| unit(&state.nt[k])));
+            ranges.push((line_addr, line_addr + LINE_BYTES, cell));
+            cells.push(Cell { kind: CellKind::Line { line, deps, free_nt }, count });
+        }
+        let torn = (!state.torn.is_empty()).then(|| {
+            let cell = cells.len() as u32;
+            for (j, u) in state.torn.iter().enumerate() {
+                units.push(CellUnit { addr: u.addr, value: u.value, seq: u.seq, cell, torn_index: j as u32 });
+                ranges.push((u.addr, u.addr + 8, cell));
+            }
+            cells.push(Cell { kind: CellKind::Torn, count: state.torn.len() as u128 + 1 });
+            cell
+        });
+        ranges.sort_unstable();
+        units.sort_by_key(|u| (u.addr, u.seq));
+        Self { cells, torn, ranges: ranges.into(), units }
+    }
+
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// The first address cell `cell` owns.
+    pub fn addr_of(&self, cell: u32) -> u64 {
+        self.ranges.iter().find(|r| r.2 == cell).map_or(0, |r| r.0)
+    }
+
+    /// Choices of cell `cell`.
+    pub fn count(&self, cell: u32) -> u128 {
+        self.cells[cell as usize].count
+    }
+
+    /// Where every enumeration starts: all cells free, except that the torn cell (eADR) is
+    /// split at once into "not begun" (cut 0) and "begun" (cuts 1..=n), because the oracle
+    /// judges a begun store's operation differently.
+    pub fn roots(&self) -> Vec<Vec<Slot>> {
+        let free = vec![Slot::Free; self.cells.len()];
+        match self.torn {
+            None => vec![free],
+            Some(t) => {
+                let mut none = free.clone();
+                none[t as usize] = Slot::Fixed(0);
+                let mut begun = free;
+                begun[t as usize] = Slot::Begun;
+                vec![none, begun]
+            }
+        }
+    }
+
+    /// The slot a view uses for `slot` of cell `cell` ([`Slot::Free`] is choice 0, Begun cut 1).
+    fn in_view(slot: Slot) -> u128 {
+        match slot {
+            Slot::Free => 0,
+            Slot::Fixed(r) => r,
+            Slot::Begun => 1,
+        }
+    }
+
+    /// The concrete choice a view of `slots` uses.
+    pub fn choice(&self, state: &CrashState, slots: &[Slot]) -> Choice {
+        let mut c = state.choice_none();
+        for (cell, &slot) in self.cells.iter().zip(slots) {
+            // Choice 0 of a cell is "nothing persisted", as `choice_none` has it already.
+            if slot != Slot::Free {
+                self.decode(state, &mut c, cell, Self::in_view(slot));
+            }
+        }
+        c
+    }
+
+    fn decode(&self, state: &CrashState, c: &mut Choice, cell: &Cell, r: u128) {
+        match &cell.kind {
+            CellKind::Line { line, deps, free_nt } => {
+                let wb = line.map_or(0, |i| state.lines[i].units.len());
+                let group = line_group_count(wb, deps);
+                if let Some(i) = *line {
+                    decode_line_group(c, i, deps, r % group);
+                }
+                let bits = r / group;
+                for (j, &k) in free_nt.iter().enumerate() {
+                    c.nt_mask[k] = (bits >> j) & 1 == 1;
+                }
+            }
+            CellKind::Torn => c.torn = r as u32,
+        }
+    }
+
+    /// Whether the store at the crash point had begun in every state `slots` stands for.
+    pub fn begun(&self, slots: &[Slot]) -> bool {
+        self.torn.is_some_and(|t| matches!(slots[t as usize], Slot::Begun | Slot::Fixed(1..)))
+    }
+
+    /// How many crash states `slots` stands for (saturating).
+    pub fn covered(&self, slots: &[Slot]) -> u128 {
+        (self.cells.iter().zip(slots)).fold(1u128, |n, (cell, slot)| match slot {
+            Slot::Free => n.saturating_mul(cell.count),
+            Slot::Fixed(_) => n,
+            Slot::Begun => n.saturating_mul(cell.count - 1),
+        })
+    }
+
+    /// The slots that refine `slot` of cell `cell` once a recovery read it, other than the one
+    /// its view already used (which the run that read it stands for).
+    pub fn refinements(&self, cell: u32, slot: Slot) -> impl Iterator<Item = Slot> + use<> {
+        let count = self.count(cell);
+        let range = match slot {
+            Slot::Free => 1..count,
+            Slot::Begun => 2..count,
+            Slot::Fixed(_) => 0..0,
+        };
+        range.map(Slot::Fixed)
+    }
+
+    /// The slot `slot` becomes when its view's value is fixed.
+    pub fn settled(slot: Slot) -> Slot {
+        Slot::Fixed(Self::in_view(slot))
+    }
+
+    /// A read-tracking view of `slots`.
+    pub fn tracked_view(&self, state: &CrashState, slots: &[Slot]) -> Result<TrackedView, PmemError> {
+        let view = View::new(state, &self.choice(state, slots))?;
+        Ok(TrackedView {
+            view,
+            ranges: Arc::clone(&self.ranges),
+            log: Mutex::new(ReadLog { seen: vec![false; self.cells.len()], order: Vec::new(), on: true }),
+        })
+    }
+
+    /// The values other than the view's that the free cells of `slots` may leave in the words
+    /// of `range`: `(address, value)` ascending by address, then program order.
+    pub fn others<'c>(&'c self, slots: &'c [Slot], range: Range<u64>) -> impl Iterator<Item = (u64, u64)> + 'c {
+        let first = self.units.partition_point(|u| u.addr < range.start);
+        self.units[first..]
+            .iter()
+            .take_while(move |u| u.addr < range.end)
+            .filter(move |u| match slots[u.cell as usize] {
+                Slot::Free => true,
+                // Cut 1 is in the view: its first unit always persisted.
+                Slot::Begun => u.torn_index >= 1,
+                Slot::Fixed(_) => false,
+            })
+            .map(|u| (u.addr, u.value))
+    }
+
+    /// A digest of every (address, value) the free cells of `slots` may leave: with the view's
+    /// hash it names what a line-local verdict sees.
+    pub fn others_hash(&self, slots: &[Slot]) -> u128 {
+        let mut h = 0x6a09_e667_f3bc_c908_b2fb_1366_ea95_6e4eu128;
+        for (a, v) in self.others(slots, 0..u64::MAX) {
+            h = (h ^ u128::from(a)).wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+            h = (h ^ u128::from(v)).wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+        }
+        h
+    }
+
+    /// The cell owning the word at `addr`, if it is pending.
+    pub fn cell_of(&self, addr: u64) -> Option<u32> {
+        let mut found = None;
+        visit_ranges(&self.ranges, addr, addr + 8, |c| found = found.or(Some(c)));
+        found
+    }
+
+    /// Slots that leave `value` in the word at `addr`, from `slots` with only that word's cell
+    /// changed; `None` if no choice of the cell does.
+    pub fn witness(&self, state: &CrashState, slots: &[Slot], addr: u64, value: u64) -> Option<Vec<Slot>> {
+        let cell = self.cell_of(addr)?;
+        let count = self.count(cell);
+        // A cell read by no recovery holds few choices per word: search them in order.
+        let range = match slots[cell as usize] {
+            Slot::Free => 0..count,
+            Slot::Begun => 1..count,
+            Slot::Fixed(_) => return None,
+        };
+        for r in range.take(1 << 16) {
+            let mut c = self.choice(state, slots);
+            self.decode(state, &mut c, &self.cells[cell as usize], r);
+            let view = View::new(state, &c).ok()?;
+            if super::persist::read_word(&view, addr) == value {
+                let mut out = slots.to_vec();
+                out[cell as usize] = Slot::Fixed(r);
+                return Some(out);
+            }
+        }
+        None
+    }
+}
+
+/// Calls `f` with every cell whose range overlaps `lo..hi`.
+fn visit_ranges(ranges: &[(u64, u64, u32)], lo: u64, hi: u64, mut f: impl FnMut(u32)) {
+    // Ranges are at most a line long, so those overlapping start after `lo - LINE_BYTES`.
+    let from = ranges.partition_point(|r| r.0 + LINE_BYTES <= lo);
+    for &(start, end, cell) in &ranges[from..] {
+        if start >= hi {
+            break;
+        }
+        if end > lo {
+            f(cell);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ReadLog {
+    seen: Vec<bool>,
+    /// Cells in the order of their first read.
+    order: Vec<u32>,
+    /// Reads are logged only while on.
+    on: bool,
+}
+
+/// A crash-state view that logs which cells are read, in the order of their first read.
+pub struct TrackedView {
+    view: View,
+    ranges: Arc<[(u64, u64, u32)]>,
+    log: Mutex<ReadLog>,
+}
+
+impl TrackedView {
+    /// Cells read so far, in the order of their first read.
+    pub fn reads(&self) -> Vec<u32> {
+        self.log.lock().expect("read log").order.clone()
+    }
+
+    /// How many cells have been read so far.
+    pub fn reads_len(&self) -> usize {
+        self.log.lock().expect("read log").order.len()
+    }
+
+    /// Stops logging: reads that come later (a line-local oracle's) fix nothing.
+    pub fn stop_tracking(&self) {
+        self.log.lock().expect("read log").on = false;
+    }
+
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+}
+
+impl Backing for TrackedView {
+    fn size_bytes(&self) -> u64 {
+        self.view.size_bytes()
+    }
+    fn read_at(&self, addr: u64, buf: &mut [u8]) {
+        {
+            let mut log = self.log.lock().expect("read log");
+            if log.on {
+                let ReadLog { seen, order, .. } = &mut *log;
+                visit_ranges(&self.ranges, addr, addr + buf.len() as u64, |c| {
+                    if !std::mem::replace(&mut seen[c as usize], true) {
+                        order.push(c);
+                    }
+                });
+            }
+        }
+        self.view.read_at(addr, buf);
+    }
+}
+
+impl std::fmt::Debug for TrackedView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackedView").field("view", &self.view).finish()
+    }
+}
+
+/// What a line-local oracle reads data words through: the image of one recovered metadata
+/// state (free cells at "nothing persisted") and, per word, the other values the free cells may
+/// leave there. Reads through it are not tracked: the target promises that its verdict on each
+/// word depends only on that word's value and on the recovered metadata.
+pub struct LineWords<'a> {
+    image: &'a dyn Backing,
+    cells: Option<(&'a Cells, &'a [Slot])>,
+    /// The run's read log: a cell read by this run is fixed, not free.
+    tracked: Option<&'a TrackedView>,
+    judged: std::cell::Cell<u64>,
+    /// Cells whose other values were handed out.
+    handed: std::cell::RefCell<Vec<u32>>,
+    /// Cells any of whose words were read or listed: what the verdict depended on.
+    touched: std::cell::RefCell<Vec<u32>>,
+}
+
+impl<'a> LineWords<'a> {
+    /// The free cells of `slots` over `image` (a view of `slots`).
+    pub fn new(image: &'a dyn Backing, cells: &'a Cells, slots: &'a [Slot]) -> Self {
+        Self { image, cells: Some((cells, slots)), tracked: None, judged: 0.into(), handed: Default::default(), touched: Default::default() }
+    }
+
+    /// The free cells of `slots` during a tracked run: cells the run has read are not free.
+    pub fn tracked(view: &'a TrackedView, cells: &'a Cells, slots: &'a [Slot]) -> Self {
+        Self { tracked: Some(view), ..Self::new(&view.view, cells, slots) }
+    }
+
+    /// A single concrete image: no other values anywhere (the plain path).
+    pub fn concrete(image: &'a dyn Backing) -> Self {
+        Self { image, cells: None, tracked: None, judged: 0.into(), handed: Default::default(), touched: Default::default() }
+    }
+
+    /// The bytes at `addr..addr + buf.len()` of the image (free cells: nothing persisted).
+    pub fn read(&self, addr: u64, buf: &mut [u8]) {
+        if let Some((cells, _)) = self.cells {
+            let mut touched = self.touched.borrow_mut();
+            visit_ranges(&cells.ranges, addr, addr + buf.len() as u64, |c| touched.push(c));
+        }
+        self.image.read_at(addr, buf);
+    }
+
+    /// The cells whose words were read or listed, ascending: the verdict depends on their
+    /// slots (and on nothing else of the crash state but the recovered metadata).
+    pub fn touched(&self) -> Vec<u32> {
+        let mut t = self.touched.borrow().clone();
+        t.sort_unstable();
+        t.dedup();
+        t
+    }
+
+    /// The other values free cells may leave in the words of `range` (8-aligned), as
+    /// `(address, value)` ascending by address. Together with [`Self::read`]'s value, these
+    /// are exactly the values the word holds in some crash state of this metadata state.
+    pub fn others(&self, range: Range<u64>) -> Vec<(u64, u64)> {
+        let Some((cells, slots)) = self.cells else { return Vec::new() };
+        let log = self.tracked.map(|t| t.log.lock().expect("read log"));
+        let read = log.as_ref().map(|l| &l.seen);
+        let first = cells.units.partition_point(|u| u.addr < range.start);
+        let mut out = Vec::new();
+        let mut handed = self.handed.borrow_mut();
+        let mut touched = self.touched.borrow_mut();
+        for u in cells.units[first..].iter().take_while(|u| u.addr < range.end) {
+            touched.push(u.cell);
+            if read.as_ref().is_some_and(|r| r[u.cell as usize]) {
+                continue;
+            }
+            let free = match slots[u.cell as usize] {
+                Slot::Free => true,
+                // Cut 1 is in the view: its first unit always persisted.
+                Slot::Begun => u.torn_index >= 1,
+                Slot::Fixed(_) => false,
+            };
+            if free {
+                out.push((u.addr, u.value));
+                if handed.last() != Some(&u.cell) {
+                    handed.push(u.cell);
+                }
+            }
+        }
+        self.judged.set(self.judged.get() + out.len() as u64);
+        out
+    }
+
+    /// How many other values were handed out: the word verdicts beyond the image's.
+    pub fn others_judged(&self) -> u64 {
+        self.judged.get()
+    }
+
+    /// Panics if a cell whose other values were handed out was read through the tracked device
+    /// afterwards: its values were judged as free although the run depends on them.
+    pub fn assert_contract(&self) {
+        let Some(t) = self.tracked else { return };
+        let log = t.log.lock().expect("read log");
+        if let Some(&c) = self.handed.borrow().iter().find(|&&c| log.seen[c as usize]) {
+            panic!(
+                "cell {c} was judged line-locally and then read through the device: a line-local \
+                 oracle must do its tracked reads before it asks for other values"
+            );
+        }
+    }
+}
