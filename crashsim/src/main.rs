@@ -3,6 +3,7 @@
 //! Exit codes: 0 clean, 1 violation found, 2 usage error, 3 internal or input error, 130 or 143
 //! interrupted by SIGINT or SIGTERM (1 if the interrupted sweep had found a violation).
 
+mod bench;
 mod commands;
 mod junit;
 mod progress;
@@ -67,6 +68,7 @@ enum Command {
     /// Write an HTML report of a sweep's --out directory (or of shard directories), with a
     /// page per artifact.
     Report(ReportArgs),
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -316,6 +318,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Show(args) => commands::show_command(&args),
         Command::Merge(args) => commands::merge_command(&args),
         Command::Report(args) => report::report_command(&args),
+        Command::Bench(args) => bench::bench_command(&args),
     }
 }
 
