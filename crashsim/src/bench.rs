@@ -147,7 +147,7 @@ pub(crate) fn bench_command(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let text = args.format == Format::Text;
     if text {
         println!(
-            "crashsim bench: daxfs, seeds {}, {jobs} jobs, default crash config (strategy {})",
+            "crashsim bench: daxfs, seeds {}, --jobs {jobs}, default crash config (strategy {})",
             args.seeds,
             CrashConfig::default().strategy
         );
