@@ -127,7 +127,11 @@ pub trait Target: Sync {
         words: &LineWords<'_>,
     ) -> Vec<Violation> {
         let _ = words;
-        if torn { self.check_torn(mounted, dev, record, point) } else { self.check(mounted, dev, record, point) }
+        if torn {
+            self.check_torn(mounted, dev, record, point)
+        } else {
+            self.check(mounted, dev, record, point)
+        }
     }
 
     /// Whether [`Target::check_lines`] judges data words line-locally through its `words`.

@@ -87,6 +87,7 @@ fn complete_means_every_crash_state_of_every_point() {
 
     // A budget of 2 states per point samples most points: every seed explored, not complete.
     let mut small = config("0..10", 2);
+    small.crash.strategy = Strategy::Bounded;
     small.crash.states_per_point = 2;
     let t = sweep(&ToyLog::fixed(), &small);
     let c = &t.coverage;

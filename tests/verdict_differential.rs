@@ -14,7 +14,9 @@
 use std::sync::Arc;
 
 use crashsim::check::Violation;
-use crashsim::crash::{CrashConfig, RecoveryCrashConfig, Strategy, explore_observed, judge_image, replay_run};
+use crashsim::crash::{
+    CrashConfig, RecoveryCrashConfig, Strategy, explore_observed, judge_image, replay_run,
+};
 use crashsim::daxfs::bugs::BugSet;
 use crashsim::exec::RunConfig;
 use crashsim::pmem::{Backing, Choice, CrashPoint, CrashState, PersistenceModel, SparseImage, Tracker};

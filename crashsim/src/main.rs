@@ -17,7 +17,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use crashsim::artifact::{ARTIFACTS_DEFAULT, ARTIFACTS_MAX, write_sweep_artifacts};
-use crashsim::crash::{CrashConfig, RECOVERIES_PER_POINT_DEFAULT, STATES_PER_POINT_DEFAULT, STATES_PER_POINT_MAX, Strategy};
+use crashsim::crash::{
+    CrashConfig, RECOVERIES_PER_POINT_DEFAULT, STATES_PER_POINT_DEFAULT, STATES_PER_POINT_MAX, Strategy,
+};
 use crashsim::daxfs::bugs::{BugSet, CATALOGUE};
 use crashsim::daxfs::fs::AllocPolicy;
 use crashsim::exec::RunConfig;

@@ -72,8 +72,9 @@ pub struct Coverage {
     pub states_explored: u64,
     /// Crash points all of whose crash states were covered: enumerated one by one, or stood
     /// for by lazy enumeration's leaves (whose sizes add up to the point's space exactly).
+    /// `None` in a report written before this was recorded (its completeness is unknown).
     #[serde(default)]
-    pub points_whole: u64,
+    pub points_whole: Option<u64>,
     /// The size of the space: the number of crash states summed over every crash point. A
     /// lower bound when `state_space_exact` is false.
     #[serde(default)]
@@ -92,7 +93,7 @@ impl Default for Coverage {
             points_over_budget: 0,
             points_skipped: 0,
             states_explored: 0,
-            points_whole: 0,
+            points_whole: Some(0),
             state_space: StateCount(0),
             state_space_exact: true,
         }
@@ -102,15 +103,20 @@ impl Default for Coverage {
 impl Coverage {
     /// The coverage of a report written before coverage was recorded: unknown, so not complete.
     pub fn unknown() -> Self {
-        Self { state_space_exact: false, ..Self::default() }
+        Self { state_space_exact: false, points_whole: None, ..Self::default() }
     }
 
     /// True when every crash state of every crash point was explored.
     pub fn complete(&self) -> bool {
-        self.points_over_budget == 0 && self.points_skipped == 0 && self.points_whole == self.points
+        self.points_over_budget == 0 && self.points_skipped == 0 && self.points_whole == Some(self.points)
     }
 
     /// Adds one crash point's space of `states` (`u128::MAX`: saturated, a lower bound).
+    /// Counts one more crash point all of whose states were covered.
+    pub fn point_whole(&mut self) {
+        self.points_whole = Some(self.points_whole.unwrap_or(0) + 1);
+    }
+
     pub fn add_point_space(&mut self, states: u128) {
         self.points += 1;
         self.add_space(states, states != u128::MAX);
@@ -135,7 +141,7 @@ impl Coverage {
         self.points_over_budget += other.points_over_budget;
         self.points_skipped += other.points_skipped;
         self.states_explored = self.states_explored.saturating_add(other.states_explored);
-        self.points_whole += other.points_whole;
+        self.points_whole = self.points_whole.zip(other.points_whole).map(|(a, b)| a + b);
         self.add_space(other.state_space.0, other.state_space_exact);
     }
 
@@ -167,7 +173,7 @@ mod tests {
         let mut c = Coverage::default();
         c.add_point_space(10);
         c.states_explored = 10;
-        c.points_whole = 1;
+        c.points_whole = Some(1);
         assert!(c.complete());
         c.add_point_space(u128::MAX);
         assert!(!c.state_space_exact && !c.complete());

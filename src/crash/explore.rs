@@ -49,6 +49,12 @@ pub struct WorkloadReport {
     /// point (same verdict key, same values in every word the verdict read).
     #[serde(default)]
     pub verdicts_reused: u64,
+    /// Lazy enumeration: crash points skipped because an earlier point of the workload had the
+    /// same durable image, pending units and expectations, as (point, earlier point). Their
+    /// violations are the earlier point's and are not reported again. Kept for differential
+    /// tests; not serialized.
+    #[serde(skip)]
+    pub duplicate_points: Vec<(usize, usize)>,
 }
 
 /// Builds the workload for `seed`, runs it on a fresh image and explores its crash states.
@@ -138,6 +144,7 @@ fn explore<T: Target>(
         trace: &replay.trace,
         record: &replay.record,
         seen: BTreeSet::new(),
+        seen_points: BTreeMap::new(),
         only,
         stop,
         report,
@@ -190,6 +197,8 @@ struct Explorer<'a, 'o, T: Target> {
     /// (state hash, expectations digest, cut inside a store) of every state checked, across
     /// crash points: a torn cut is judged with more operations begun.
     seen: BTreeSet<(u128, u64, bool)>,
+    /// Lazy enumeration: the first crash point of each (point hash, expectations).
+    seen_points: BTreeMap<(u128, u64), usize>,
     /// Keep only violations of this class.
     only: Option<ViolationClass>,
     /// Abandon the workload once this is set.
@@ -256,7 +265,7 @@ impl<T: Target> Explorer<'_, '_, T> {
                 self.report.coverage.points_skipped += 1;
             }
             if fits && whole {
-                self.report.coverage.points_whole += 1;
+                self.report.coverage.point_whole();
             }
         }
         Ok(())

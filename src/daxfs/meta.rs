@@ -12,7 +12,7 @@ pub const FILE_BYTES_MAX: u64 = FILE_BLOCKS_MAX * BLOCK_BYTES;
 
 /// One file. `extents` is sorted by `file_block`, non-overlapping, and adjacent compatible
 /// extents (contiguous in file and on media, same state) are merged.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Inode {
     pub live: bool,
     pub size_bytes: u64,
@@ -86,7 +86,7 @@ impl Inode {
 
 /// The allocation bitmap: bit `b` set = block `b` allocated. Bits outside the data area stay
 /// clear.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Bitmap {
     words: Vec<u64>,
 }
@@ -113,7 +113,7 @@ impl Bitmap {
 }
 
 /// All file-system metadata in memory.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Metadata {
     pub inodes: Vec<Inode>,
     pub bitmap: Bitmap,

@@ -91,13 +91,19 @@ impl FuzzConfig {
         run.policy_per_workload = true;
         let crash = CrashConfig {
             states_per_point: STATES_PER_POINT,
+            // The sweep's lazy enumeration, with the same small per-point budget.
+            recoveries_per_point: STATES_PER_POINT,
             points_per_workload: POINTS_PER_INPUT,
             recovery_crash: RecoveryCrashConfig { states_per_point: 1, crashes_per_state: 2 },
             violations_per_workload: VIOLATIONS_PER_INPUT,
             ..CrashConfig::default()
         };
-        let widened =
-            CrashConfig { states_per_point: WIDENED_STATES, points_per_workload: WIDENED_POINTS, ..crash };
+        let widened = CrashConfig {
+            states_per_point: WIDENED_STATES,
+            recoveries_per_point: WIDENED_STATES,
+            points_per_workload: WIDENED_POINTS,
+            ..crash
+        };
         FuzzConfig { bugs, run, crash, explore_one_in: EXPLORE_ONE_IN, widened }
     }
 

@@ -87,7 +87,8 @@ impl Cells {
             let deps = line.map(|i| groups.per_line[i].clone()).unwrap_or_default();
             let wb = line.map_or(0, |i| state.lines[i].units.len());
             let count = line_group_count(wb, &deps).saturating_mul(pow2(free_nt.len()));
-            let unit = |u: &super::Unit| CellUnit { addr: u.addr, value: u.value, seq: u.seq, cell, torn_index: 0 };
+            let unit =
+                |u: &super::Unit| CellUnit { addr: u.addr, value: u.value, seq: u.seq, cell, torn_index: 0 };
             if let Some(i) = line {
                 units.extend(state.lines[i].units.iter().map(unit));
             }
@@ -226,7 +227,11 @@ impl Cells {
 
     /// The values other than the view's that the free cells of `slots` may leave in the words
     /// of `range`: `(address, value)` ascending by address, then program order.
-    pub fn others<'c>(&'c self, slots: &'c [Slot], range: Range<u64>) -> impl Iterator<Item = (u64, u64)> + 'c {
+    pub fn others<'c>(
+        &'c self,
+        slots: &'c [Slot],
+        range: Range<u64>,
+    ) -> impl Iterator<Item = (u64, u64)> + 'c {
         let first = self.units.partition_point(|u| u.addr < range.start);
         self.units[first..]
             .iter()
@@ -379,7 +384,14 @@ pub struct LineWords<'a> {
 impl<'a> LineWords<'a> {
     /// The free cells of `slots` over `image` (a view of `slots`).
     pub fn new(image: &'a dyn Backing, cells: &'a Cells, slots: &'a [Slot]) -> Self {
-        Self { image, cells: Some((cells, slots)), tracked: None, judged: 0.into(), handed: Default::default(), touched: Default::default() }
+        Self {
+            image,
+            cells: Some((cells, slots)),
+            tracked: None,
+            judged: 0.into(),
+            handed: Default::default(),
+            touched: Default::default(),
+        }
     }
 
     /// The free cells of `slots` during a tracked run: cells the run has read are not free.
@@ -389,7 +401,14 @@ impl<'a> LineWords<'a> {
 
     /// A single concrete image: no other values anywhere (the plain path).
     pub fn concrete(image: &'a dyn Backing) -> Self {
-        Self { image, cells: None, tracked: None, judged: 0.into(), handed: Default::default(), touched: Default::default() }
+        Self {
+            image,
+            cells: None,
+            tracked: None,
+            judged: 0.into(),
+            handed: Default::default(),
+            touched: Default::default(),
+        }
     }
 
     /// The bytes at `addr..addr + buf.len()` of the image (free cells: nothing persisted).
@@ -399,6 +418,14 @@ impl<'a> LineWords<'a> {
             visit_ranges(&cells.ranges, addr, addr + buf.len() as u64, |c| touched.push(c));
         }
         self.image.read_at(addr, buf);
+    }
+
+    /// Whether any pending unit (of a free cell or not) lies in `range`: if none, the words of
+    /// `range` hold the durable base in every crash state of the point.
+    pub fn pending_in(&self, range: Range<u64>) -> bool {
+        let Some((cells, _)) = self.cells else { return false };
+        let first = cells.units.partition_point(|u| u.addr < range.start);
+        cells.units.get(first).is_some_and(|u| u.addr < range.end)
     }
 
     /// The cells whose words were read or listed, ascending: the verdict depends on their

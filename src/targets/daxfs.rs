@@ -68,13 +68,37 @@ impl DaxfsTarget {
     }
 }
 
-/// FNV-1a, 128-bit.
-fn fnv128(bytes: &[u8]) -> u128 {
-    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
-    for &b in bytes {
-        h = (h ^ u128::from(b)).wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+/// FNV-1a over 128 bits, fed whole words: a portable, deterministic [`std::hash::Hasher`]
+/// (`Hash` writes lengths and fields in a fixed order).
+struct Fnv128(u128);
+
+impl Default for Fnv128 {
+    fn default() -> Self {
+        Self(0x6c62_272e_07bb_0142_62b8_2175_6295_c58d)
     }
-    h
+}
+
+impl std::hash::Hasher for Fnv128 {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0 ^ u128::from(x)).wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.write_u64(u64::from(x));
+    }
+    fn write_u8(&mut self, x: u8) {
+        self.write_u64(u64::from(x));
+    }
+    fn write_usize(&mut self, x: usize) {
+        self.write_u64(x as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0 as u64
+    }
 }
 
 /// Shrinking candidates, most aggressive first: drop a thread, cut the schedule, drop chunks
@@ -361,8 +385,10 @@ impl Target for DaxfsTarget {
     /// The check reads the recovered metadata, the geometry and the first tid recovery did
     /// not find (the allocation epoch); nothing else but data words.
     fn verdict_key(&self, store: &MetaStore, _dev: &Device) -> Option<u128> {
-        let text = format!("{:?} {:?} {}", store.meta(), store.geometry(), store.mounted_before().0);
-        Some(fnv128(text.as_bytes()))
+        use std::hash::Hash as _;
+        let mut h = Fnv128::default();
+        (store.meta(), store.geometry(), store.mounted_before().0).hash(&mut h);
+        Some(h.0)
     }
 
     fn fingerprint(&self, store: &MetaStore, dev: &Device) -> u64 {

@@ -46,15 +46,17 @@ impl<T: Target> Explorer<'_, '_, T> {
     pub(super) fn explore_point_lazy(&mut self, state: &CrashState, space: u128) {
         let expectations = self.target.expectations_at(self.record, state.point);
         let cells = Cells::new(state);
-        let key = (point_hash(state), expectations, false);
-        if !self.seen.insert(key) {
+        let key = (point_hash(state), expectations);
+        if let Some(&first) = self.seen_points.get(&key) {
+            self.report.duplicate_points.push((state.point.0, first));
             // An equal crash point (same durable image, same pending units, same expectations)
             // was explored already: same leaves, same verdicts.
             self.count_covered(space);
-            self.report.coverage.points_whole += 1;
+            self.report.coverage.point_whole();
             self.report.crash_states += 1;
             return;
         }
+        self.seen_points.insert(key, state.point.0);
         let mut recovery_rng = rng_from_seed(stream(self.seed, state.point, 1));
         let cap = self.cfg.recoveries_per_point;
         let mut stack: Vec<Vec<Slot>> = cells.roots();
@@ -69,6 +71,8 @@ impl<T: Target> Explorer<'_, '_, T> {
                 return;
             }
             if runs == cap {
+                // Not explored: the point stays incomplete.
+                stack.push(slots);
                 self.report.coverage.points_over_budget += 1;
                 if self.report.over_budget_points.len() < OVER_BUDGET_LISTED {
                     self.report.over_budget_points.push(state.point.0 as u64);
@@ -78,10 +82,6 @@ impl<T: Target> Explorer<'_, '_, T> {
             let sample = runs < self.cfg.recovery_crash.states_per_point;
             runs += 1;
             let leaf = self.run_leaf(state, &cells, slots, &mut memo, sample.then_some(&mut recovery_rng));
-            if leaf.reads.len() > 3 && std::env::var_os("CRASHSIM_DEBUG_LAZY").is_some() {
-                let lines: Vec<String> = leaf.reads.iter().map(|&(c, _)| format!("{:#x}/{}", cells.addr_of(c), cells.count(c))).collect();
-                eprintln!("point {} first run reads {lines:?}", state.point.0);
-            }
             // The subspaces the run did not stand for: read cell `k` refined, those read before
             // it as in the run. Pushed last-first so they pop in read order.
             let mut children = Vec::new();
@@ -106,9 +106,6 @@ impl<T: Target> Explorer<'_, '_, T> {
                 }
             }
         }
-        if std::env::var_os("CRASHSIM_DEBUG_LAZY").is_some() {
-            eprintln!("point {} runs {runs} cells {} space {space} covered {covered}", state.point.0, cells.len());
-        }
         debug_assert!(
             !stack.is_empty() || covered == space || space == u128::MAX,
             "the leaves of crash point {} cover {covered} of its {space} states",
@@ -116,7 +113,7 @@ impl<T: Target> Explorer<'_, '_, T> {
         );
         self.count_covered(covered);
         if stack.is_empty() {
-            self.report.coverage.points_whole += 1;
+            self.report.coverage.point_whole();
         }
         self.explore_media_faults(state, expectations);
     }
@@ -136,7 +133,8 @@ impl<T: Target> Explorer<'_, '_, T> {
         memo: &mut Vec<Memo>,
         recovery_rng: Option<&mut crate::rng::SimRng>,
     ) -> Leaf {
-        let tracked = Arc::new(cells.tracked_view(state, &slots).expect("a lazy slot assignment is a valid choice"));
+        let tracked =
+            Arc::new(cells.tracked_view(state, &slots).expect("a lazy slot assignment is a valid choice"));
         let backing: Arc<dyn Backing> = tracked.clone();
         let mut dev = Device::with_backing(backing);
         let (target, record, point) = (self.target, self.record, state.point);
@@ -180,8 +178,7 @@ impl<T: Target> Explorer<'_, '_, T> {
         self.report.recoveries += 1;
         self.report.verdicts_reused += u64::from(reused);
         let before = slots.clone();
-        let reads: Vec<(u32, Slot)> =
-            tracked.reads().into_iter().map(|c| (c, before[c as usize])).collect();
+        let reads: Vec<(u32, Slot)> = tracked.reads().into_iter().map(|c| (c, before[c as usize])).collect();
         let mut leaf_slots = slots;
         for &(c, was) in &reads {
             leaf_slots[c as usize] = Cells::settled(was);
@@ -234,10 +231,12 @@ impl<T: Target> Explorer<'_, '_, T> {
             false,
             "{} at {addr:#x} (crash point {}) is reproduced by no crash state: the target's \
              line-local check depends on more than the word and the recovered metadata",
-            v.class,
-            state.point.0
+            v.class, state.point.0
         );
-        v.message = format!("{} (not reproduced by a single crash state: the target's line-local check broke its contract)", v.message);
+        v.message = format!(
+            "{} (not reproduced by a single crash state: the target's line-local check broke its contract)",
+            v.message
+        );
         attach_crash(v, self.trace, state, &own);
     }
 
