@@ -515,13 +515,16 @@ fn print_text(s: &SweepSummary, repro: impl Fn(u64) -> String) {
     let c = &s.config;
     let shard = s.partition.map(|p| format!(" ({p})")).unwrap_or_default();
     println!(
-        "sweep {} seeds {}{shard}: model {}, crash points {}, strategy {}, {} states/point",
+        "sweep {} seeds {}{shard}: model {}, crash points {}, strategy {}, {}",
         s.target,
         s.seeds,
         c.model,
         granularity_name(c.granularity),
         c.strategy,
-        c.states_per_point
+        match c.strategy {
+            Strategy::Lazy => format!("{} recoveries/point", c.recoveries_per_point),
+            _ => format!("{} states/point", c.states_per_point),
+        }
     );
     println!(
         "{} workloads, {} crash points, {} crash states ({} unique, {} inside recovery) in {:.2}s ({:.0} states/s){}",
@@ -657,10 +660,11 @@ pub(crate) fn coverage_line(s: &SweepSummary) -> String {
 /// "complete: ..." or "sampled: ..." for one coverage record.
 pub(crate) fn coverage_text(c: &crashsim::crash::Coverage) -> String {
     if c.complete() {
+        let bound = if c.state_space_exact { "" } else { "≥ " };
         return format!(
-            "complete: every crash state of {} crash points ({} states)",
+            "complete: every crash state of {} crash points ({bound}{} states)",
             grouped(c.points),
-            grouped(c.states_explored)
+            big_count(c.state_space.0)
         );
     }
     let mut parts = Vec::new();

@@ -178,8 +178,17 @@ fn run_takes_a_json_workload_and_partition_rejects_nonsense() {
 #[test]
 fn merge_sums_the_coverage_of_shards_and_results_files() {
     let out = scratch("coverage");
-    let base =
-        ["sweep", "--target", "toylog", "--seeds", "0..12", "--states-per-point", "2", "--format", "json"];
+    let base = [
+        "sweep",
+        "--target",
+        "toylog",
+        "--seeds",
+        "0..12",
+        "--recoveries-per-point",
+        "2",
+        "--format",
+        "json",
+    ];
     let whole = crashsim(&[&base[..], &["--out", s(&out.join("whole"))]].concat());
     let whole_json: serde_json::Value = serde_json::from_slice(&whole.stdout).unwrap();
     let mut points = 0;

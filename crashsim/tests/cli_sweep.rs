@@ -134,10 +134,12 @@ fn bugs_lists_the_catalogue() {
 }
 
 #[test]
-fn default_sweep_samples_and_says_so() {
-    // daxfs with the default bounded strategy: most crash points exceed 256 states.
+fn bounded_sweep_samples_and_says_so() {
+    // daxfs with the bounded strategy: most crash points exceed 256 states.
     let out = crashsim(&[
         "sweep",
+        "--strategy",
+        "bounded",
         "--seeds",
         "0..2",
         "--pmd-blocks",
@@ -162,8 +164,25 @@ fn default_sweep_samples_and_says_so() {
 }
 
 #[test]
+fn default_lazy_sweep_is_complete() {
+    // The default strategy covers every crash state of every point (their count overflows
+    // 128 bits: a lower bound), and says clean.
+    let args = ["sweep", "--seeds", "0..2", "--pmd-blocks", "8", "--max-artifacts", "0"];
+    let out = crashsim(&[&args[..], &["--format", "json"]].concat());
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let s = json(&out);
+    assert_eq!((&s["complete"], &s["states_complete"]), (&true.into(), &true.into()), "{s}");
+    let c = &s["coverage"];
+    assert_eq!(c["points_whole"], c["points"], "{c}");
+    assert_eq!(c["points_over_budget"], 0);
+    let text = crashsim(&args);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.lines().any(|l| l.starts_with("coverage: complete: ")), "{text}");
+}
+
+#[test]
 fn text_says_sampled_not_clean_when_points_are_over_budget() {
-    let out = crashsim(&["sweep", "--target", "toylog", "--seeds", "0..8", "--states-per-point", "2"]);
+    let out = crashsim(&["sweep", "--target", "toylog", "--seeds", "0..8", "--recoveries-per-point", "2"]);
     assert_eq!(code(&out), 0);
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().find(|l| l.starts_with("coverage: ")).expect("a coverage line");
@@ -249,7 +268,7 @@ fn junit_carries_the_coverage() {
         "toylog",
         "--seeds",
         "0..4",
-        "--states-per-point",
+        "--recoveries-per-point",
         "2",
         "--format",
         "junit",
