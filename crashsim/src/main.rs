@@ -141,7 +141,7 @@ struct ExploreArgs {
     #[arg(long, value_enum, default_value_t = StrategyArg::Lazy, verbatim_doc_comment)]
     strategy: StrategyArg,
     /// With --strategy lazy: recoveries per crash point, at most (the budget).
-    #[arg(long, default_value_t = RECOVERIES_PER_POINT_DEFAULT, value_parser = parse_states_per_point)]
+    #[arg(long, default_value_t = RECOVERIES_PER_POINT_DEFAULT, value_parser = parse_recoveries_per_point)]
     recoveries_per_point: usize,
     /// With --strategy exhaustive or bounded: crash states per crash point, at most.
     #[arg(long, default_value_t = STATES_PER_POINT_DEFAULT, value_parser = parse_states_per_point)]
@@ -806,6 +806,10 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
 
 fn parse_states_per_point(s: &str) -> Result<usize, String> {
     parse_bounded(s, "states per point", STATES_PER_POINT_MAX)
+}
+
+fn parse_recoveries_per_point(s: &str) -> Result<usize, String> {
+    parse_bounded(s, "recoveries per point", STATES_PER_POINT_MAX)
 }
 
 /// `90`, `90s`, `500ms`, `5m`, `2h`.
