@@ -331,9 +331,12 @@ fn report_of_a_clean_sweep_says_so_and_shows_coverage() {
     ] {
         assert!(html.contains(n), "toylog report: missing {n}");
     }
-    // A small daxfs sweep is sampled, and says so instead of clean.
+    // A small daxfs sweep with the bounded strategy is sampled, and says so instead of clean.
     let dax = t.join("daxfs");
-    sweep(&dax, &["--seeds", "0..1", "--pmd-blocks", "8", "--states-per-point", "8"]);
+    sweep(
+        &dax,
+        &["--seeds", "0..1", "--pmd-blocks", "8", "--states-per-point", "8", "--strategy", "bounded"],
+    );
     let out2 = t.join("daxfs.html");
     let html2 = report(&dax, &out2);
     for n in ["data-coverage=\"sampled\"", "coverage: sampled:", "no violation found in the sampled states"] {
