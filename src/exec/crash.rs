@@ -404,11 +404,7 @@ fn finding(
     bad: (u32, WordVerdict),
 ) -> CrashFinding {
     let (file_id, verdict) = bad;
-    let class = match verdict {
-        WordVerdict::Lost { .. } => CrashClass::LostWrite,
-        WordVerdict::Foreign => CrashClass::ForeignData,
-        _ => CrashClass::StaleData,
-    };
+    let class = verdict_class(&verdict);
     let allowed = match verdict {
         WordVerdict::Lost { acked_version } => {
             format!("file {file_id} word {word} version >= {acked_version} (acknowledged durable)")
@@ -427,6 +423,15 @@ fn finding(
     }
 }
 
+/// The class of a bad word's verdict.
+fn verdict_class(verdict: &WordVerdict) -> CrashClass {
+    match verdict {
+        WordVerdict::Lost { .. } => CrashClass::LostWrite,
+        WordVerdict::Foreign => CrashClass::ForeignData,
+        _ => CrashClass::StaleData,
+    }
+}
+
 /// [`finding`] without its texts: differential tests compare every bad word of thousands of
 /// states by class and place, and formatting each would dominate their time.
 fn bare_finding(
@@ -438,11 +443,7 @@ fn bare_finding(
     bad: (u32, WordVerdict),
 ) -> CrashFinding {
     let (file_id, verdict) = bad;
-    let class = match verdict {
-        WordVerdict::Lost { .. } => CrashClass::LostWrite,
-        WordVerdict::Foreign => CrashClass::ForeignData,
-        _ => CrashClass::StaleData,
-    };
+    let class = verdict_class(&verdict);
     CrashFinding {
         class,
         message: String::new(),
