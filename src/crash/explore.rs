@@ -374,13 +374,24 @@ impl<T: Target> Explorer<'_, '_, T> {
             let mounted = target.recover(&mut dev)?;
             Ok((oracle(target, &mounted, &dev, record, (point, torn)), target.fingerprint(&mounted, &dev)))
         });
+        self.after_recovery(&dev, clean, recovery_rng)
+    }
+
+    /// The violations of one clean recovery on `dev` (its verdict and fingerprint, or why it
+    /// failed), plus, if `recovery_rng` is given, those of crashing that recovery.
+    fn after_recovery(
+        &mut self,
+        dev: &Device,
+        clean: Result<(Vec<Violation>, u64), String>,
+        recovery_rng: Option<&mut SimRng>,
+    ) -> Vec<Violation> {
         match clean {
             Err(msg) => {
                 vec![Violation::new(ViolationClass::RecoveryFailed, format!("recovery failed: {msg}"))]
             }
             Ok((mut found, fingerprint)) => {
                 if let Some(rng) = recovery_rng {
-                    found.extend(self.crash_recovery(&dev, fingerprint, rng));
+                    found.extend(self.crash_recovery(dev, fingerprint, rng));
                 }
                 found
             }

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use crate::check::{Violation, ViolationClass};
+use crate::check::Violation;
 use crate::pmem::{Backing, Cells, CrashState, Device, LineWords, Slot, View};
 use crate::rng::rng_from_seed;
 use crate::target::Target;
@@ -20,7 +20,7 @@ use crate::target::Target;
 use super::super::coverage::OVER_BUDGET_LISTED;
 use super::super::evidence::attach_crash;
 use super::super::guarded;
-use super::super::replay::oracle;
+use super::super::replay::judge_image;
 use super::{Explorer, stream};
 
 /// A verdict judged once per crash point and reused: the target's verdict key, whether the
@@ -183,17 +183,7 @@ impl<T: Target> Explorer<'_, '_, T> {
         for &(c, was) in &reads {
             leaf_slots[c as usize] = Cells::settled(was);
         }
-        let violations = match clean {
-            Err(msg) => {
-                vec![Violation::new(ViolationClass::RecoveryFailed, format!("recovery failed: {msg}"))]
-            }
-            Ok((mut found, fingerprint)) => {
-                if let Some(rng) = recovery_rng {
-                    found.extend(self.crash_recovery(&dev, fingerprint, rng));
-                }
-                found
-            }
-        };
+        let violations = self.after_recovery(&dev, clean, recovery_rng);
         Leaf { slots: leaf_slots, reads, violations }
     }
 
@@ -244,13 +234,9 @@ impl<T: Target> Explorer<'_, '_, T> {
     /// address, judged by the target's plain check.
     fn reproduces(&self, state: &CrashState, choice: &crate::pmem::Choice, v: &Violation) -> bool {
         let view = View::new(state, choice).expect("witness choice fits");
-        let mut dev = Device::with_backing(Arc::new(view));
-        let (target, record) = (self.target, self.record);
         let torn = choice.torn > 0;
-        let found = guarded(|| {
-            let mounted = target.recover(&mut dev)?;
-            Ok(oracle(target, &mounted, &dev, record, (state.point, torn)))
-        });
+        let found =
+            judge_image(self.target, state.model, Arc::new(view), self.record, (state.point, torn), None);
         found.is_ok_and(|f| f.iter().any(|w| w.class == v.class && w.addr == v.addr))
     }
 }
