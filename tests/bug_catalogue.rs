@@ -75,7 +75,7 @@ catalogue! {
     map_pages_unlocked: "map-pages-unlocked", 1242..1243, UseAfterFree;
     free_before_unmap: "free-before-unmap", 98..99, UseAfterFree;
     truncate_ignores_pin: "truncate-ignores-pin", 116..117, UseAfterFree;
-    reuse_before_free_commit: "reuse-before-free-commit", 5..6, ForeignData;
+    reuse_before_free_commit: "reuse-before-free-commit", 10..11, ForeignData;
     pin_without_write_fault: "pin-without-write-fault", 2..3, IncoherentView;
     fsync_misses_dirty: "fsync-misses-dirty", 2..3, LostWrite;
     commit_before_log_fenced: "commit-before-log-fenced", 0..1, StaleData;

@@ -248,3 +248,42 @@ fn choice_serializes_run_length_and_reads_plain_lists() {
     let huge = r#"{"line_prefix":[[0,4294967295],[1,4294967295]],"nt_mask":[]}"#;
     assert!(serde_json::from_str::<Choice>(huge).is_err());
 }
+
+/// Read tracking through a device's copy-on-write pages: a recovery that stores into a page
+/// copies it without reading it, a compare before a store (`read_blind`) is not an input, and
+/// a later read of the copy counts for exactly the cells it reads. Without the note on reading
+/// the copy, a cell read that way would stay free and the lazy explorer would miss its choices.
+#[test]
+fn tracked_reads_see_through_copied_pages() {
+    use crashsim::pmem::{Cells, Slot};
+    let mut d = Device::new(2 * PAGE);
+    // Two lines of one page, stored and left pending; one line of the next page.
+    d.store(PmemAddr(0), &[1; 64], SITE).unwrap();
+    d.store(PmemAddr(128), &[2; 64], SITE).unwrap();
+    d.store(PmemAddr(PAGE), &[3; 64], SITE).unwrap();
+    let end = CrashPoint(d.trace().len());
+    let (initial, _, trace) = d.into_parts();
+    let mut tracker = Tracker::new(&trace, initial, PersistenceModel::Adr);
+    tracker.advance_to(end);
+    let state = tracker.crash_state();
+    let cells = Cells::new(&state);
+    let slots = vec![Slot::Free; 3];
+    let tracked = Arc::new(cells.tracked_view(&state, &slots).unwrap());
+    let mut dev = Device::with_backing(tracked.clone());
+    let mut line = [0u8; 64];
+    // A compare before a store, and the store's page copy: nothing read.
+    dev.read_blind(PmemAddr(128), &mut line).unwrap();
+    dev.store(PmemAddr(256), &[9; 64], SITE).unwrap();
+    assert!(tracked.reads().is_empty(), "{:?}", tracked.reads());
+    // Reading the copied page: the line at 128 came from below, so its cell is read now.
+    dev.read(PmemAddr(128), &mut line).unwrap();
+    assert_eq!(tracked.reads().len(), 1);
+    // An uncopied page reads through: its cell too.
+    dev.read(PmemAddr(PAGE), &mut line).unwrap();
+    assert_eq!(tracked.reads().len(), 2);
+    // The line at 0 was never read.
+    let at_zero = cells.cell_of(0).unwrap();
+    assert!(!tracked.reads().contains(&at_zero));
+}
+
+const PAGE: u64 = 4096;

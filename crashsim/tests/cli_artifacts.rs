@@ -185,7 +185,7 @@ fn merge_sums_the_coverage_of_shards_and_results_files() {
         "--seeds",
         "0..12",
         "--recoveries-per-point",
-        "2",
+        "1",
         "--format",
         "json",
     ];

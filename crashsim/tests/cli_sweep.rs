@@ -182,7 +182,7 @@ fn default_lazy_sweep_is_complete() {
 
 #[test]
 fn text_says_sampled_not_clean_when_points_are_over_budget() {
-    let out = crashsim(&["sweep", "--target", "toylog", "--seeds", "0..8", "--recoveries-per-point", "2"]);
+    let out = crashsim(&["sweep", "--target", "toylog", "--seeds", "0..8", "--recoveries-per-point", "1"]);
     assert_eq!(code(&out), 0);
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().find(|l| l.starts_with("coverage: ")).expect("a coverage line");
@@ -269,7 +269,7 @@ fn junit_carries_the_coverage() {
         "--seeds",
         "0..4",
         "--recoveries-per-point",
-        "2",
+        "1",
         "--format",
         "junit",
     ]);

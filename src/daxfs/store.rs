@@ -12,6 +12,18 @@ use super::meta::{Inode, Metadata};
 use super::types::{BlockNr, FsError, Ino, Record, Tid};
 use crate::pmem::{Device, PmemAddr};
 
+/// Commit records left unflushed at most (async commit). The journal forces the batch when it
+/// reaches this many, so a crash loses at most the last few unsynced operations, as with jbd2,
+/// where one transaction commits while the next runs. It also keeps the number of journal lines
+/// a recovery may find pending (each one a branch of the crash-state space it reads) small.
+pub const MAX_UNFLUSHED_COMMITS: usize = 4;
+
+/// Journal slots in use above which a commit first checkpoints (writes the metadata home and
+/// advances the tail). jbd2 checkpoints as the journal's free space runs low; daxfs does it
+/// early, so a mount never replays more than this many slots. Every crash state runs a mount,
+/// so this bounds the cost of each one.
+pub const CHECKPOINT_SLOTS: u64 = 128;
+
 /// The mounted metadata of one daxfs image.
 #[derive(Debug)]
 pub struct MetaStore {
@@ -188,7 +200,8 @@ impl MetaStore {
         for r in records {
             next.apply(r)?;
         }
-        if self.head + records.len() as u64 + 1 > self.ckpt.tail + self.geom.journal_slots() {
+        let used = self.head + records.len() as u64 + 1 - self.ckpt.tail;
+        if used > self.geom.journal_slots().min(CHECKPOINT_SLOTS) {
             self.checkpoint(dev)?;
         }
         let tid = self.next_tid;
@@ -203,6 +216,11 @@ impl MetaStore {
         self.unflushed.push((tid, commit_pos));
         self.meta = next;
         self.balloc.on_commit(records, tid);
+        if self.unflushed.len() >= MAX_UNFLUSHED_COMMITS {
+            // The batch is full: its commit records go to media together, as jbd2 commits the
+            // running transaction when it fills or its interval ends.
+            self.force_all(dev)?;
+        }
         if cfg!(debug_assertions) {
             let problems = fsck(&self.meta, &self.geom);
             assert!(

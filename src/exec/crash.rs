@@ -2,7 +2,8 @@
 //! classify every word against the run record (DESIGN §6); fsck the recovered allocator.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::daxfs::fsck::fsck;
 use crate::daxfs::store::MetaStore;
@@ -10,7 +11,7 @@ use crate::daxfs::tag::Word;
 use crate::daxfs::{BLOCK_BYTES, BlockNr, ExtentState, Ino};
 use crate::pmem::{Device, LineWords};
 
-use super::record::{FileHistory, RunRecord, WordVerdict};
+use super::record::{FileHistory, PageTable, RunRecord, WordVerdict};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum CrashClass {
@@ -135,6 +136,7 @@ fn check_with(
         if c.key != (record.id, point, torn) {
             c.key = (record.id, point, torn);
             c.pages.clear();
+            c.floors.clear();
         }
     });
     for (ino, inode) in store.meta().inodes.iter().enumerate() {
@@ -225,14 +227,18 @@ fn check_acked_files(store: &MetaStore, record: &RunRecord, point: usize, begun:
 struct CleanPages {
     key: (u64, usize, bool),
     pages: BTreeSet<PageKey>,
+    /// (file id, page) → the page's judging lookups: a function of the file's history as of
+    /// the point, which the key fixes.
+    floors: BTreeMap<(u32, u64), Arc<PageTable>>,
 }
 
 /// (inode, page, block, words judged, mounted before tid): everything but the shared bytes.
 type PageKey = (u32, u64, u64, u64, u64);
 
 thread_local! {
-    static CLEAN: RefCell<CleanPages> =
-        const { RefCell::new(CleanPages { key: (0, 0, false), pages: BTreeSet::new() }) };
+    static CLEAN: RefCell<CleanPages> = const {
+        RefCell::new(CleanPages { key: (0, 0, false), pages: BTreeSet::new(), floors: BTreeMap::new() })
+    };
 }
 
 /// Can the verdict on `block` be shared by every state of this crash point?
@@ -273,6 +279,8 @@ impl FileCheck<'_> {
             let lo = page * words_per_page;
             let hi = (lo + words_per_page).min(words_end);
             let unwritten = histories.iter().all(|(_, h)| h.page_unwritten(lo));
+            let floors = std::cell::OnceCell::new();
+            let floors = || floors.get_or_init(|| Floors::of(histories, page, data));
             let mapped = inode.lookup(page).map(|e| (BlockNr(e.phys.0 + page - e.file_block), e.state));
             // Other values a word of the page may hold (lazy enumeration): (word, value).
             let mut others: Vec<(u64, u64)> = Vec::new();
@@ -289,7 +297,7 @@ impl FileCheck<'_> {
                             if dev.read(addr, &mut buf).is_err() {
                                 return out;
                             }
-                            if shared && page_clean(histories, lo, words_end, &buf, Some(b)) {
+                            if shared && page_clean(histories, floors, lo, words_end, &buf, Some(b)) {
                                 CLEAN.with(|c| c.borrow_mut().pages.insert(key));
                                 continue;
                             }
@@ -313,7 +321,7 @@ impl FileCheck<'_> {
                                 continue;
                             }
                             words.read(addr.0, &mut buf);
-                            if shared && page_clean(histories, lo, words_end, &buf, Some(b)) {
+                            if shared && page_clean(histories, floors, lo, words_end, &buf, Some(b)) {
                                 CLEAN.with(|c| c.borrow_mut().pages.insert(key));
                                 continue;
                             }
@@ -344,7 +352,7 @@ impl FileCheck<'_> {
                 let mut next_other = || others.next_if(|&(w, _)| w == word).map(|(_, v)| v);
                 for raw in std::iter::once(here).chain(std::iter::from_fn(&mut next_other)) {
                     let found = Word::decode(raw);
-                    if let Some(bad) = judge_word(histories, word, found, block) {
+                    if let Some(bad) = judge_word(histories, floors(), word, found, block) {
                         if self.scope == Scope::FirstPerFile {
                             out.push(finding(self.store, self.ino, word, lo, found, block, bad));
                             return out;
@@ -359,8 +367,9 @@ impl FileCheck<'_> {
 }
 
 /// Is every word of the page at word `lo` acceptable?
-fn page_clean(
+fn page_clean<'f>(
     histories: &[(u32, FileHistory<'_>)],
+    floors: impl Fn() -> &'f Floors,
     lo: u64,
     words_end: u64,
     buf: &[u8],
@@ -373,20 +382,51 @@ fn page_clean(
     (lo..(lo + words_per_page).min(words_end)).all(|word| {
         let k = ((word - lo) * 8) as usize;
         let found = Word::decode(u64::from_le_bytes(buf[k..k + 8].try_into().expect("8 bytes")));
-        judge_word(histories, word, found, block).is_none()
+        judge_word(histories, floors(), word, found, block).is_none()
     })
+}
+
+/// Where a page's words get their lookups (acked floors, writes by version).
+enum Floors {
+    /// Computed word by word as each is judged (the plain check).
+    Direct,
+    /// One table per candidate history, shared by every state of the crash point.
+    Shared(Vec<Arc<PageTable>>),
+}
+
+impl Floors {
+    fn of(histories: &[(u32, FileHistory<'_>)], page: u64, data: &Data<'_>) -> Floors {
+        if matches!(data, Data::Plain(_)) {
+            return Floors::Direct;
+        }
+        let tables = histories
+            .iter()
+            .map(|(f, h)| {
+                CLEAN.with(|c| {
+                    let mut c = c.borrow_mut();
+                    Arc::clone(c.floors.entry((*f, page)).or_insert_with(|| Arc::new(h.page_table(page))))
+                })
+            })
+            .collect();
+        Floors::Shared(tables)
+    }
 }
 
 /// The verdict on one word across the candidate incarnations: `None` if any accepts it.
 fn judge_word(
     histories: &[(u32, FileHistory<'_>)],
+    floors: &Floors,
     word: u64,
     found: Word,
     block: Option<BlockNr>,
 ) -> Option<(u32, WordVerdict)> {
     let mut last = None;
-    for (f, h) in histories {
-        match h.judge(*f, word, found, block) {
+    for (k, (f, h)) in histories.iter().enumerate() {
+        let verdict = match floors {
+            Floors::Direct => h.judge(*f, word, found, block),
+            Floors::Shared(t) => h.judge_in(*f, word, Some(&t[k]), found, block),
+        };
+        match verdict {
             WordVerdict::Ok => return None,
             v => last = Some((*f, v)),
         }

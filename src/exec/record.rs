@@ -180,6 +180,13 @@ pub struct FileHistory<'r> {
 
 const WORDS_PER_PAGE: u64 = crate::daxfs::BLOCK_BYTES / 8;
 
+/// One page's lookups for [`FileHistory::judge_in`].
+#[derive(Debug)]
+pub struct PageTable {
+    /// The acked floor of each word of the page.
+    floors: Vec<Option<usize>>,
+}
+
 /// (version, block) → (event index, file id, first word, end word) of the writes that landed there.
 pub type Landed = BTreeMap<(u32, u64), Vec<(usize, u32, u64, u64)>>;
 
@@ -283,9 +290,28 @@ impl FileHistory<'_> {
 
     /// Index of the newest event on `word` that an ack covers.
     fn acked_floor(&self, word: u64) -> Option<usize> {
-        self.acks
-            .iter()
-            .filter(|a| a.lo <= word && word < a.hi)
+        self.floor_among(self.acks.iter().copied(), word)
+    }
+
+    /// The acked floor of every word of page `page` (this file's words `page * 512..`), looking
+    /// only at the acks that reach the page. Crash checks share it between the states of a crash point; the
+    /// plain check looks each word up afresh.
+    pub fn page_table(&self, page: u64) -> PageTable {
+        let (lo, hi) = (page * WORDS_PER_PAGE, (page + 1) * WORDS_PER_PAGE);
+        let acks: Vec<&Ack> = self.acks.iter().copied().filter(|a| a.lo < hi && lo < a.hi).collect();
+        let floors = (lo..hi).map(|word| self.floor_among(acks.iter().copied(), word)).collect();
+        PageTable { floors }
+    }
+
+    /// Index of this file's first write on `word` with `version`.
+    fn write_of(&self, word: u64, version: u32) -> Option<usize> {
+        self.writes_on(word)
+            .find(|&i| matches!(self.events[i], DataEvent::Write { version: v, .. } if v == version))
+    }
+
+    /// The newest event on `word` that one of `acks` covers.
+    fn floor_among<'a>(&self, acks: impl Iterator<Item = &'a Ack>, word: u64) -> Option<usize> {
+        acks.filter(|a| a.lo <= word && word < a.hi)
             .filter_map(|a| {
                 // A write that a truncate or punch began discarding before the ack returned is
                 // not the ack's to promise: the unmap dropped its dirty state.
@@ -336,7 +362,23 @@ impl FileHistory<'_> {
 
     /// Judges the word found at offset `word` (in words) of `file_id`, read from `block`.
     pub fn judge(&self, file_id: u32, word: u64, found: Word, block: Option<BlockNr>) -> WordVerdict {
-        let floor = self.acked_floor(word);
+        self.judge_in(file_id, word, None, found, block)
+    }
+
+    /// [`Self::judge`], looking up in `table` (the [`Self::page_table`] of the word's page) if
+    /// given.
+    pub fn judge_in(
+        &self,
+        file_id: u32,
+        word: u64,
+        table: Option<&PageTable>,
+        found: Word,
+        block: Option<BlockNr>,
+    ) -> WordVerdict {
+        let floor = match table {
+            Some(t) => t.floors[(word % WORDS_PER_PAGE) as usize],
+            None => self.acked_floor(word),
+        };
         let floor_version = floor.and_then(|i| match &self.events[i] {
             DataEvent::Write { version, .. } => Some(*version),
             DataEvent::Zero { .. } => None,
@@ -350,9 +392,7 @@ impl FileHistory<'_> {
                 }
             },
             Word::Data(t) if t.file_id == file_id && t.word_off == word => {
-                let written = self.writes_on(word).find(
-                    |&i| matches!(self.events[i], DataEvent::Write { version, .. } if version == t.version),
-                );
+                let written = self.write_of(word, t.version);
                 match (written, floor) {
                     (None, _) => WordVerdict::Foreign,
                     // Written into an earlier allocation of this offset, which the recovered

@@ -9,6 +9,7 @@
 //! ([`LineWords::others`]). See "Lazy enumeration" in `docs/performance.md`.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::media::Backing;
@@ -221,7 +222,11 @@ impl Cells {
         Ok(TrackedView {
             view,
             ranges: Arc::clone(&self.ranges),
-            log: Mutex::new(ReadLog { seen: vec![false; self.cells.len()], order: Vec::new(), on: true }),
+            log: ReadLog {
+                seen: (0..self.cells.len()).map(|_| AtomicBool::new(false)).collect(),
+                order: Mutex::new(Vec::new()),
+                on: AtomicBool::new(true),
+            },
         })
     }
 
@@ -302,40 +307,58 @@ fn visit_ranges(ranges: &[(u64, u64, u32)], lo: u64, hi: u64, mut f: impl FnMut(
     }
 }
 
-#[derive(Debug)]
+/// Which cells a run read. Recovery reads from one thread; the atomics only make the view
+/// `Sync` without a lock on every read.
 struct ReadLog {
-    seen: Vec<bool>,
+    seen: Box<[AtomicBool]>,
     /// Cells in the order of their first read.
-    order: Vec<u32>,
+    order: Mutex<Vec<u32>>,
     /// Reads are logged only while on.
-    on: bool,
+    on: AtomicBool,
+}
+
+impl ReadLog {
+    fn seen(&self, cell: u32) -> bool {
+        self.seen[cell as usize].load(Ordering::Relaxed)
+    }
 }
 
 /// A crash-state view that logs which cells are read, in the order of their first read.
 pub struct TrackedView {
     view: View,
     ranges: Arc<[(u64, u64, u32)]>,
-    log: Mutex<ReadLog>,
+    log: ReadLog,
 }
 
 impl TrackedView {
     /// Cells read so far, in the order of their first read.
     pub fn reads(&self) -> Vec<u32> {
-        self.log.lock().expect("read log").order.clone()
+        self.log.order.lock().expect("read log").clone()
     }
 
     /// How many cells have been read so far.
     pub fn reads_len(&self) -> usize {
-        self.log.lock().expect("read log").order.len()
+        self.log.order.lock().expect("read log").len()
     }
 
     /// Stops logging: reads that come later (a line-local oracle's) fix nothing.
     pub fn stop_tracking(&self) {
-        self.log.lock().expect("read log").on = false;
+        self.log.on.store(false, Ordering::Relaxed);
     }
 
     pub fn view(&self) -> &View {
         &self.view
+    }
+
+    fn log_range(&self, addr: u64, len: u64) {
+        if !self.log.on.load(Ordering::Relaxed) {
+            return;
+        }
+        visit_ranges(&self.ranges, addr, addr + len, |c| {
+            if !self.log.seen[c as usize].swap(true, Ordering::Relaxed) {
+                self.log.order.lock().expect("read log").push(c);
+            }
+        });
     }
 }
 
@@ -344,18 +367,14 @@ impl Backing for TrackedView {
         self.view.size_bytes()
     }
     fn read_at(&self, addr: u64, buf: &mut [u8]) {
-        {
-            let mut log = self.log.lock().expect("read log");
-            if log.on {
-                let ReadLog { seen, order, .. } = &mut *log;
-                visit_ranges(&self.ranges, addr, addr + buf.len() as u64, |c| {
-                    if !std::mem::replace(&mut seen[c as usize], true) {
-                        order.push(c);
-                    }
-                });
-            }
-        }
+        self.log_range(addr, buf.len() as u64);
         self.view.read_at(addr, buf);
+    }
+    fn read_blind(&self, addr: u64, buf: &mut [u8]) {
+        self.view.read_at(addr, buf);
+    }
+    fn note_read(&self, addr: u64, len: u64) {
+        self.log_range(addr, len);
     }
 }
 
@@ -415,7 +434,11 @@ impl<'a> LineWords<'a> {
     pub fn read(&self, addr: u64, buf: &mut [u8]) {
         if let Some((cells, _)) = self.cells {
             let mut touched = self.touched.borrow_mut();
-            visit_ranges(&cells.ranges, addr, addr + buf.len() as u64, |c| touched.push(c));
+            visit_ranges(&cells.ranges, addr, addr + buf.len() as u64, |c| {
+                if touched.last() != Some(&c) {
+                    touched.push(c);
+                }
+            });
         }
         self.image.read_at(addr, buf);
     }
@@ -442,15 +465,16 @@ impl<'a> LineWords<'a> {
     /// are exactly the values the word holds in some crash state of this metadata state.
     pub fn others(&self, range: Range<u64>) -> Vec<(u64, u64)> {
         let Some((cells, slots)) = self.cells else { return Vec::new() };
-        let log = self.tracked.map(|t| t.log.lock().expect("read log"));
-        let read = log.as_ref().map(|l| &l.seen);
+        let read = self.tracked.map(|t| &t.log);
         let first = cells.units.partition_point(|u| u.addr < range.start);
         let mut out = Vec::new();
         let mut handed = self.handed.borrow_mut();
         let mut touched = self.touched.borrow_mut();
         for u in cells.units[first..].iter().take_while(|u| u.addr < range.end) {
-            touched.push(u.cell);
-            if read.as_ref().is_some_and(|r| r[u.cell as usize]) {
+            if touched.last() != Some(&u.cell) {
+                touched.push(u.cell);
+            }
+            if read.is_some_and(|r| r.seen(u.cell)) {
                 continue;
             }
             let free = match slots[u.cell as usize] {
@@ -479,8 +503,7 @@ impl<'a> LineWords<'a> {
     /// afterwards: its values were judged as free although the run depends on them.
     pub fn assert_contract(&self) {
         let Some(t) = self.tracked else { return };
-        let log = t.log.lock().expect("read log");
-        if let Some(&c) = self.handed.borrow().iter().find(|&&c| log.seen[c as usize]) {
+        if let Some(&c) = self.handed.borrow().iter().find(|&&c| t.log.seen(c)) {
             panic!(
                 "cell {c} was judged line-locally and then read through the device: a line-local \
                  oracle must do its tracked reads before it asks for other values"

@@ -122,6 +122,16 @@ impl Device {
         Ok(())
     }
 
+    /// Reads bytes the caller only compares with bytes it is about to store, to skip storing
+    /// an identical copy (see [`Backing::read_blind`]): the result may decide which stores are
+    /// issued, never what the device holds after them. Recovery must not use it for anything
+    /// else, or the crash explorer's read tracking misses an input.
+    pub fn read_blind(&self, addr: PmemAddr, buf: &mut [u8]) -> Result<(), PmemError> {
+        self.check_range(addr.0, buf.len() as u64)?;
+        self.image.read_blind(addr.0, buf);
+        Ok(())
+    }
+
     pub fn read_u64(&self, addr: PmemAddr) -> Result<u64, PmemError> {
         let mut b = [0u8; 8];
         self.read(addr, &mut b)?;

@@ -11,6 +11,17 @@ pub trait Backing: Send + Sync {
     /// Fills `buf` with the bytes at `addr..addr + buf.len()`. The caller guarantees the range
     /// is inside the device (it is a harness bug otherwise).
     fn read_at(&self, addr: u64, buf: &mut [u8]);
+    /// Reads like [`Self::read_at`], for a reader whose results cannot depend on the bytes at
+    /// once: a copy-on-write page copy (whose bytes count as read when they are read from the
+    /// copy, see [`Self::note_read`]), or a comparison that only decides whether to skip
+    /// storing bytes that are already there (the device ends up holding them either way). A
+    /// backing that logs what recovery reads does not log this.
+    fn read_blind(&self, addr: u64, buf: &mut [u8]) {
+        self.read_at(addr, buf);
+    }
+    /// The reader consumed `addr..addr + len` of this backing's content through a copy made
+    /// with [`Self::read_blind`] (or may have: a copy-on-write page holds written bytes too).
+    fn note_read(&self, _addr: u64, _len: u64) {}
     /// For a crash-state [`super::View`]: the words (ascending by address) where it differs
     /// from its crash point's durable base. Oracles may use it to reuse work between states of
     /// one crash point; reads never depend on it.
@@ -188,7 +199,8 @@ fn copy_page(lower: &dyn Backing, size_bytes: u64, index: u64) -> Arc<Page> {
     let mut p = Box::new([0u8; PAGE_BYTES as usize]);
     let start = index * PAGE_BYTES;
     let len = (size_bytes - start).min(PAGE_BYTES) as usize;
-    lower.read_at(start, &mut p[..len]);
+    // Blind: what reads the copy later is noted then, and only for the bytes it reads.
+    lower.read_blind(start, &mut p[..len]);
     Arc::from(p)
 }
 
@@ -197,15 +209,36 @@ impl Backing for SparseImage {
         self.size_bytes
     }
     fn read_at(&self, addr: u64, buf: &mut [u8]) {
+        self.read_with(addr, buf, false);
+    }
+    fn read_blind(&self, addr: u64, buf: &mut [u8]) {
+        self.read_with(addr, buf, true);
+    }
+    fn note_read(&self, addr: u64, len: u64) {
+        self.lower.note_read(addr, len);
+    }
+}
+
+impl SparseImage {
+    fn read_with(&self, addr: u64, buf: &mut [u8], blind: bool) {
         let mut pos = 0usize;
         while pos < buf.len() {
             let a = addr + pos as u64;
             let index = a / PAGE_BYTES;
             let off = (a % PAGE_BYTES) as usize;
             let take = (PAGE_BYTES as usize - off).min(buf.len() - pos);
+            let out = &mut buf[pos..pos + take];
             match self.page(index) {
-                Some(page) => buf[pos..pos + take].copy_from_slice(&page[off..off + take]),
-                None => self.lower.read_at(a, &mut buf[pos..pos + take]),
+                Some(page) => {
+                    out.copy_from_slice(&page[off..off + take]);
+                    if !blind {
+                        // The private page was copied blind from below: these bytes may be
+                        // the lower content's.
+                        self.lower.note_read(a, take as u64);
+                    }
+                }
+                None if blind => self.lower.read_blind(a, out),
+                None => self.lower.read_at(a, out),
             }
             pos += take;
         }
