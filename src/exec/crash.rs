@@ -136,6 +136,7 @@ fn check_with(
         if c.key != (record.id, point, torn) {
             c.key = (record.id, point, torn);
             c.pages.clear();
+            c.free_pages.clear();
             c.floors.clear();
         }
     });
@@ -222,22 +223,32 @@ fn check_acked_files(store: &MetaStore, record: &RunRecord, point: usize, begun:
 ///
 /// A page's verdict reads its bytes, the file's history as of the point (fixed by the inode,
 /// whose candidate incarnations the point fixes), the block it is mapped to, how many of its
-/// words lie below the recovered size, and which transactions the recovered state holds (the
-/// allocation epoch): the key is all of these but the bytes, which the point shares.
+/// words lie below the recovered size, and which of the file's block frees on the page the
+/// recovered state holds (the only part of its allocation epoch a page verdict reads): the key
+/// is all of these but the bytes, which the point shares.
 struct CleanPages {
     key: (u64, usize, bool),
     pages: BTreeSet<PageKey>,
+    /// Pages with pending units found clean with every other value of their words, in a leaf
+    /// where all those units' cells were free: clean in every leaf where they are free.
+    free_pages: BTreeSet<PageKey>,
     /// (file id, page) → the page's judging lookups: a function of the file's history as of
     /// the point, which the key fixes.
     floors: BTreeMap<(u32, u64), Arc<PageTable>>,
 }
 
-/// (inode, page, block, words judged, mounted before tid): everything but the shared bytes.
+/// (inode, page, block, words judged, freed blocks the recovered state holds on the page):
+/// everything but the shared bytes.
 type PageKey = (u32, u64, u64, u64, u64);
 
 thread_local! {
     static CLEAN: RefCell<CleanPages> = const {
-        RefCell::new(CleanPages { key: (0, 0, false), pages: BTreeSet::new(), floors: BTreeMap::new() })
+        RefCell::new(CleanPages {
+            key: (0, 0, false),
+            pages: BTreeSet::new(),
+            free_pages: BTreeSet::new(),
+            floors: BTreeMap::new(),
+        })
     };
 }
 
@@ -284,13 +295,16 @@ impl FileCheck<'_> {
             let mapped = inode.lookup(page).map(|e| (BlockNr(e.phys.0 + page - e.file_block), e.state));
             // Other values a word of the page may hold (lazy enumeration): (word, value).
             let mut others: Vec<(u64, u64)> = Vec::new();
+            // Set when this page's verdict, if clean, holds for every leaf whose cells here are
+            // free (see `CleanPages::free_pages`).
+            let mut free_key = None;
             let block = match mapped {
                 Some((b, ExtentState::Written)) => {
                     let addr = self.store.geometry().block_addr(b);
                     match data {
                         Data::Cached(dev) => {
                             let shared = shareable.block(addr.0);
-                            let key = (self.ino.0, page, b.0, hi - lo, self.store.mounted_before().0);
+                            let key = (self.ino.0, page, b.0, hi - lo, freed_held(histories, page));
                             if shared && CLEAN.with(|c| c.borrow().pages.contains(&key)) {
                                 continue;
                             }
@@ -314,11 +328,22 @@ impl FileCheck<'_> {
                             // A block no pending unit touches holds its durable bytes in every
                             // state of the point, and recovery writes no data: its clean
                             // verdict is shared like the cached path's.
-                            let shared = !words.pending_in(addr.0..addr.0 + BLOCK_BYTES)
-                                && !shareable.recovery_pages.contains(&(addr.0 / crate::pmem::PAGE_BYTES));
-                            let key = (self.ino.0, page, b.0, hi - lo, self.store.mounted_before().0);
+                            let block = addr.0..addr.0 + BLOCK_BYTES;
+                            let by_recovery =
+                                shareable.recovery_pages.contains(&(addr.0 / crate::pmem::PAGE_BYTES));
+                            let shared = !words.pending_in(block.clone()) && !by_recovery;
+                            let key = (self.ino.0, page, b.0, hi - lo, freed_held(histories, page));
                             if shared && CLEAN.with(|c| c.borrow().pages.contains(&key)) {
                                 continue;
+                            }
+                            // Pending units whose cells are all free: the same bytes and the
+                            // same other values in every leaf where they are free.
+                            if !shared && !by_recovery && words.all_free(block.clone()) {
+                                if CLEAN.with(|c| c.borrow().free_pages.contains(&key)) {
+                                    words.touch(block);
+                                    continue;
+                                }
+                                free_key = Some(key);
                             }
                             words.read(addr.0, &mut buf);
                             if shared && page_clean(histories, floors, lo, words_end, &buf, Some(b)) {
@@ -345,6 +370,7 @@ impl FileCheck<'_> {
             if unwritten && others.is_empty() && buf.iter().all(|&b| b == 0) {
                 continue;
             }
+            let found_before = out.len();
             let mut others = others.into_iter().peekable();
             for word in lo..hi {
                 let k = ((word - lo) * 8) as usize;
@@ -361,9 +387,19 @@ impl FileCheck<'_> {
                     }
                 }
             }
+            if let Some(key) = free_key.filter(|_| out.len() == found_before) {
+                CLEAN.with(|c| c.borrow_mut().free_pages.insert(key));
+            }
         }
         out
     }
+}
+
+/// What a page's verdict takes from the recovered state's allocation epoch (see
+/// `FileHistory::freed_held_on`): summed over the candidates, each of which only grows with the
+/// epoch, so equal sums mean equal counts.
+fn freed_held(histories: &[(u32, FileHistory<'_>)], page: u64) -> u64 {
+    histories.iter().map(|(_, h)| h.freed_held_on(page)).sum()
 }
 
 /// Is every word of the page at word `lo` acceptable?

@@ -344,6 +344,24 @@ impl FileHistory<'_> {
         })
     }
 
+    /// How many of this file's zeroings on page `page` freed its block in a transaction the
+    /// recovered state holds: the only way the recovered state's allocation epoch
+    /// (`mounted_before`) reaches a verdict on the page's words ([`Self::freed_after`]). Each
+    /// one counts iff its tid is below `mounted_before`, so of two recovered states the earlier
+    /// holds a subset of the later's, and equal counts mean equal sets.
+    pub fn freed_held_on(&self, page: u64) -> u64 {
+        let (lo, hi) = (page * WORDS_PER_PAGE, (page + 1) * WORDS_PER_PAGE);
+        self.zeros
+            .iter()
+            .filter(|&&j| match self.events[j] {
+                DataEvent::Zero { lo: a, hi: b, freed: Some(f), .. } => {
+                    a < hi && lo < b && f.tid < self.mounted_before && (f.first..f.last).contains(&page)
+                }
+                _ => false,
+            })
+            .count() as u64
+    }
+
     /// Index of this file's first write into block `b`, if any.
     fn first_write_to(&self, b: BlockNr) -> Option<usize> {
         self.by_page

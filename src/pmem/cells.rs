@@ -451,6 +451,31 @@ impl<'a> LineWords<'a> {
         cells.units.get(first).is_some_and(|u| u.addr < range.end)
     }
 
+    /// Whether every cell with a pending unit in `range` is free and unread (so the words of
+    /// `range`, and their other values, are the same in every leaf of the point where that
+    /// holds). False for a single concrete image.
+    pub fn all_free(&self, range: Range<u64>) -> bool {
+        let Some((cells, slots)) = self.cells else { return false };
+        let read = self.tracked.map(|t| &t.log);
+        let first = cells.units.partition_point(|u| u.addr < range.start);
+        cells.units[first..]
+            .iter()
+            .take_while(|u| u.addr < range.end)
+            .all(|u| matches!(slots[u.cell as usize], Slot::Free) && !read.is_some_and(|r| r.seen(u.cell)))
+    }
+
+    /// Counts the cells of `range` as read by the verdict, as [`Self::read`] would, for a
+    /// verdict on `range` taken from a cache instead.
+    pub fn touch(&self, range: Range<u64>) {
+        let Some((cells, _)) = self.cells else { return };
+        let mut touched = self.touched.borrow_mut();
+        visit_ranges(&cells.ranges, range.start, range.end, |c| {
+            if touched.last() != Some(&c) {
+                touched.push(c);
+            }
+        });
+    }
+
     /// The cells whose words were read or listed, ascending: the verdict depends on their
     /// slots (and on nothing else of the crash state but the recovered metadata).
     pub fn touched(&self) -> Vec<u32> {
