@@ -83,7 +83,7 @@ fn progress_lines_go_to_a_log_file() {
     let out = scratch("progress");
     let log = out.join("stderr.log");
     let status = bin()
-        .args(slow_sweep("0..4", &out.join("a"), &["--progress-interval", "1"]))
+        .args(slow_sweep("0..4", &out.join("a"), &["--progress-interval", "50ms"]))
         .stdout(Stdio::null())
         .stderr(File::create(&log).unwrap())
         .status()

@@ -130,6 +130,7 @@ fn check_with(
         },
         recovery_pages: dev.image().written_page_indexes().collect(),
     };
+    let files_created = record.files.iter().filter(|f| f.created_at < begun).count();
     CLEAN.with(|c| {
         let mut c = c.borrow_mut();
         // Verdicts depend on what had begun: a torn cut's clean pages are not a whole cut's.
@@ -137,6 +138,10 @@ fn check_with(
             c.key = (record.id, point, torn);
             c.pages.clear();
             c.free_pages.clear();
+        }
+        if c.across_record != record.id {
+            c.across_record = record.id;
+            c.across.clear();
             c.floors.clear();
         }
     });
@@ -166,7 +171,9 @@ fn check_with(
             .iter()
             .map(|&f| (f, record.history(f, point, begun, landed, mounted_before)))
             .collect();
-        let file = FileCheck { store, ino, words_end: inode.size_bytes / 8, histories: &histories, scope };
+        let epoch = history_epoch(files_created, &histories);
+        let file =
+            FileCheck { store, ino, words_end: inode.size_bytes / 8, histories: &histories, scope, epoch };
         out.extend(file.check(&data, &shareable));
     }
     out
@@ -232,14 +239,36 @@ struct CleanPages {
     /// Pages with pending units found clean with every other value of their words, in a leaf
     /// where all those units' cells were free: clean in every leaf where they are free.
     free_pages: BTreeSet<PageKey>,
-    /// (file id, page) → the page's judging lookups: a function of the file's history as of
-    /// the point, which the key fixes.
-    floors: BTreeMap<(u32, u64), Arc<PageTable>>,
+    /// Clean verdicts shared across the crash points of one record (`across_record`): pages
+    /// judged clean with every value their words can hold, keyed by the record's history as of
+    /// the point, the page key, the block's bytes and its pending units. Exact: bytes and units
+    /// are part of the key. Emptied when it reaches `ACROSS_PAGES_MAX`.
+    across: BTreeSet<AcrossKey>,
+    across_record: u64,
+    /// (file id, its history epoch, page) → the page's judging lookups: a function of the
+    /// file's history, which its epoch names (`FileHistory::epoch`). Kept across the crash
+    /// points of `across_record`; emptied when it reaches `ACROSS_PAGES_MAX`.
+    floors: BTreeMap<(u32, (usize, usize), u64), Arc<PageTable>>,
 }
 
 /// (inode, page, block, words judged, freed blocks the recovered state holds on the page):
 /// everything but the shared bytes.
 type PageKey = (u32, u64, u64, u64, u64);
+
+/// (history epoch, page key, the block's bytes, its pending units): see `CleanPages::across`.
+type AcrossKey = (HistoryEpoch, PageKey, Box<[u8]>, Box<[(u64, u64)]>);
+
+/// What a page verdict reads of the record's history as of a crash point: the files created
+/// (which fix the inode's candidate incarnations) and each candidate's history epoch
+/// (`FileHistory::epoch`). Each part is a threshold set by trace position, so sizes name it.
+type HistoryEpoch = (usize, Box<[(u32, usize, usize)]>);
+
+/// Entries of `CleanPages::across` at most (each holds a page of bytes).
+const ACROSS_PAGES_MAX: usize = 8192;
+
+fn history_epoch(files_created: usize, histories: &[(u32, FileHistory<'_>)]) -> HistoryEpoch {
+    (files_created, histories.iter().map(|(f, h)| (*f, h.epoch().0, h.epoch().1)).collect())
+}
 
 thread_local! {
     static CLEAN: RefCell<CleanPages> = const {
@@ -247,6 +276,8 @@ thread_local! {
             key: (0, 0, false),
             pages: BTreeSet::new(),
             free_pages: BTreeSet::new(),
+            across: BTreeSet::new(),
+            across_record: 0,
             floors: BTreeMap::new(),
         })
     };
@@ -276,6 +307,8 @@ struct FileCheck<'a> {
     words_end: u64,
     histories: &'a [(u32, FileHistory<'a>)],
     scope: Scope,
+    /// Names the histories among those of other crash points (see `CleanPages::across`).
+    epoch: HistoryEpoch,
 }
 
 impl FileCheck<'_> {
@@ -298,6 +331,9 @@ impl FileCheck<'_> {
             // Set when this page's verdict, if clean, holds for every leaf whose cells here are
             // free (see `CleanPages::free_pages`).
             let mut free_key = None;
+            // Set when this page's verdict, if clean, holds at every crash point of the record
+            // with the same history epoch, bytes and pending units.
+            let mut across_key: Option<AcrossKey> = None;
             let block = match mapped {
                 Some((b, ExtentState::Written)) => {
                     let addr = self.store.geometry().block_addr(b);
@@ -311,8 +347,18 @@ impl FileCheck<'_> {
                             if dev.read(addr, &mut buf).is_err() {
                                 return out;
                             }
-                            if shared && page_clean(histories, floors, lo, words_end, &buf, Some(b)) {
-                                CLEAN.with(|c| c.borrow_mut().pages.insert(key));
+                            let k = (self.epoch.clone(), key, Box::from(&buf[..]), Box::from([]));
+                            if CLEAN.with(|c| c.borrow().across.contains(&k)) {
+                                continue;
+                            }
+                            if page_clean(histories, floors, lo, words_end, &buf, Some(b)) {
+                                CLEAN.with(|c| {
+                                    let mut c = c.borrow_mut();
+                                    if shared {
+                                        c.pages.insert(key);
+                                    }
+                                    insert_across(&mut c, Some(k));
+                                });
                                 continue;
                             }
                         }
@@ -346,8 +392,25 @@ impl FileCheck<'_> {
                                 free_key = Some(key);
                             }
                             words.read(addr.0, &mut buf);
+                            if shared || free_key.is_some() {
+                                let units = words.units_in(block.clone()).into_boxed_slice();
+                                let k = (self.epoch.clone(), key, Box::from(&buf[..]), units);
+                                if CLEAN.with(|c| c.borrow().across.contains(&k)) {
+                                    CLEAN.with(|c| {
+                                        let mut c = c.borrow_mut();
+                                        if shared { c.pages.insert(key) } else { c.free_pages.insert(key) }
+                                    });
+                                    words.touch(block);
+                                    continue;
+                                }
+                                across_key = Some(k);
+                            }
                             if shared && page_clean(histories, floors, lo, words_end, &buf, Some(b)) {
-                                CLEAN.with(|c| c.borrow_mut().pages.insert(key));
+                                CLEAN.with(|c| {
+                                    let mut c = c.borrow_mut();
+                                    c.pages.insert(key);
+                                    insert_across(&mut c, across_key.take());
+                                });
                                 continue;
                             }
                             others = words
@@ -388,11 +451,23 @@ impl FileCheck<'_> {
                 }
             }
             if let Some(key) = free_key.filter(|_| out.len() == found_before) {
-                CLEAN.with(|c| c.borrow_mut().free_pages.insert(key));
+                CLEAN.with(|c| {
+                    let mut c = c.borrow_mut();
+                    c.free_pages.insert(key);
+                    insert_across(&mut c, across_key.take());
+                });
             }
         }
         out
     }
+}
+
+fn insert_across(c: &mut CleanPages, key: Option<AcrossKey>) {
+    let Some(key) = key else { return };
+    if c.across.len() >= ACROSS_PAGES_MAX {
+        c.across.clear();
+    }
+    c.across.insert(key);
 }
 
 /// What a page's verdict takes from the recovered state's allocation epoch (see
@@ -440,7 +515,11 @@ impl Floors {
             .map(|(f, h)| {
                 CLEAN.with(|c| {
                     let mut c = c.borrow_mut();
-                    Arc::clone(c.floors.entry((*f, page)).or_insert_with(|| Arc::new(h.page_table(page))))
+                    if c.floors.len() >= ACROSS_PAGES_MAX {
+                        c.floors.clear();
+                    }
+                    let table = c.floors.entry((*f, h.epoch(), page));
+                    Arc::clone(table.or_insert_with(|| Arc::new(h.page_table(page))))
                 })
             })
             .collect();

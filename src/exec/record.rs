@@ -172,6 +172,10 @@ pub struct FileHistory<'r> {
     /// Indexes of this file's zeroing events before the point.
     zeros: Vec<usize>,
     acks: Vec<&'r Ack>,
+    /// How many of this file's events had begun: with `acks.len()`, names this history among
+    /// the histories of the file at other crash points (both are threshold sets by trace
+    /// position, so their sizes identify them).
+    events_begun: usize,
     /// Every write ever recorded, by (version, block): a block's earlier contents.
     landed: &'r Landed,
     /// The recovered state holds exactly the transactions with smaller tids.
@@ -218,8 +222,10 @@ impl RunRecord {
     ) -> FileHistory<'r> {
         let mut by_page: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         let mut zeros = Vec::new();
+        let mut events_begun = 0;
         for (i, e) in self.events.iter().enumerate().filter(|(_, e)| e.file_id() == file_id && e.at() < begun)
         {
+            events_begun += 1;
             match e {
                 DataEvent::Write { lo, hi, .. } => {
                     for page in lo / WORDS_PER_PAGE..hi.div_ceil(WORDS_PER_PAGE) {
@@ -230,7 +236,7 @@ impl RunRecord {
             }
         }
         let acks = self.acks.iter().filter(|a| a.file_id == file_id && a.at <= point).collect();
-        FileHistory { events: &self.events, by_page, zeros, acks, landed, mounted_before }
+        FileHistory { events: &self.events, by_page, zeros, acks, events_begun, landed, mounted_before }
     }
 
     /// Digest of what the crash oracle expects at `point`: states with equal images and equal
@@ -370,6 +376,13 @@ impl FileHistory<'_> {
             .copied()
             .filter(|&i| matches!(self.events[i], DataEvent::Write { block: Some(x), .. } if x == b))
             .min()
+    }
+
+    /// Names this history among the file's histories at other crash points of the record:
+    /// (events begun, acks returned). Equal epochs mean equal histories, but for the
+    /// recovered state's allocation epoch (see [`Self::freed_held_on`]).
+    pub fn epoch(&self) -> (usize, usize) {
+        (self.events_begun, self.acks.len())
     }
 
     /// Did this file write nothing on the page of `word` (so zero is the only expected content,

@@ -464,6 +464,15 @@ impl<'a> LineWords<'a> {
             .all(|u| matches!(slots[u.cell as usize], Slot::Free) && !read.is_some_and(|r| r.seen(u.cell)))
     }
 
+    /// The pending units (address, value) in `range`, in the cells' order: with
+    /// [`Self::read`]'s bytes, everything the words of `range` can hold when their cells are
+    /// free.
+    pub fn units_in(&self, range: Range<u64>) -> Vec<(u64, u64)> {
+        let Some((cells, _)) = self.cells else { return Vec::new() };
+        let first = cells.units.partition_point(|u| u.addr < range.start);
+        cells.units[first..].iter().take_while(|u| u.addr < range.end).map(|u| (u.addr, u.value)).collect()
+    }
+
     /// Counts the cells of `range` as read by the verdict, as [`Self::read`] would, for a
     /// verdict on `range` taken from a cache instead.
     pub fn touch(&self, range: Range<u64>) {
