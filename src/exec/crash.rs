@@ -264,7 +264,7 @@ type AcrossKey = (HistoryEpoch, PageKey, Box<[u8]>, Box<[(u64, u64)]>);
 type HistoryEpoch = (usize, Box<[(u32, usize, usize)]>);
 
 /// Entries of `CleanPages::across` at most (each holds a page of bytes).
-const ACROSS_PAGES_MAX: usize = 8192;
+const ACROSS_PAGES_MAX: usize = 4096;
 
 fn history_epoch(files_created: usize, histories: &[(u32, FileHistory<'_>)]) -> HistoryEpoch {
     (files_created, histories.iter().map(|(f, h)| (*f, h.epoch().0, h.epoch().1)).collect())

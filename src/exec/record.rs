@@ -184,11 +184,14 @@ pub struct FileHistory<'r> {
 
 const WORDS_PER_PAGE: u64 = crate::daxfs::BLOCK_BYTES / 8;
 
+const NO_FLOOR: u32 = u32::MAX;
+
 /// One page's lookups for [`FileHistory::judge_in`].
 #[derive(Debug)]
 pub struct PageTable {
     /// The acked floor of each word of the page.
-    floors: Vec<Option<usize>>,
+    /// (`NO_FLOOR` for none; event indexes are far below it.)
+    floors: Box<[u32]>,
 }
 
 /// (version, block) → (event index, file id, first word, end word) of the writes that landed there.
@@ -305,7 +308,12 @@ impl FileHistory<'_> {
     pub fn page_table(&self, page: u64) -> PageTable {
         let (lo, hi) = (page * WORDS_PER_PAGE, (page + 1) * WORDS_PER_PAGE);
         let acks: Vec<&Ack> = self.acks.iter().copied().filter(|a| a.lo < hi && lo < a.hi).collect();
-        let floors = (lo..hi).map(|word| self.floor_among(acks.iter().copied(), word)).collect();
+        let floors = (lo..hi)
+            .map(|word| {
+                let floor = self.floor_among(acks.iter().copied(), word);
+                floor.map_or(NO_FLOOR, |i| u32::try_from(i).expect("fewer than 2^32 - 1 events"))
+            })
+            .collect();
         PageTable { floors }
     }
 
@@ -407,7 +415,9 @@ impl FileHistory<'_> {
         block: Option<BlockNr>,
     ) -> WordVerdict {
         let floor = match table {
-            Some(t) => t.floors[(word % WORDS_PER_PAGE) as usize],
+            Some(t) => Some(t.floors[(word % WORDS_PER_PAGE) as usize])
+                .filter(|&f| f != NO_FLOOR)
+                .map(|f| f as usize),
             None => self.acked_floor(word),
         };
         let floor_version = floor.and_then(|i| match &self.events[i] {
