@@ -159,7 +159,7 @@ pub trait Target: Sync {
     /// `check` ignores `point`.
     fn expectations_at(&self, record: &Self::Record, point: CrashPoint) -> u64;
 
-    // ---- Artifacts (DESIGN §9). Defaults make a target usable without them. ----
+    // ---- Artifacts (docs/design.md §9). Defaults make a target usable without them. ----
 
     /// The raw input bytes seed `seed` stands for (an artifact's `input.bin`); decoding them
     /// with [`Target::workload_from_bytes`] must give `workload_from_seed(seed)`.

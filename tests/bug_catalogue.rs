@@ -1,4 +1,4 @@
-//! Every catalogue bug is found by an ordinary seeded sweep (DESIGN §7): the same generator,
+//! Every catalogue bug is found by an ordinary seeded sweep (docs/design.md §7): the same generator,
 //! the same engine, only `--bug ID`. Each test sweeps a small fixed seed range with fail-fast,
 //! as `crashsim sweep --bug ID --seeds A..B --fail-fast` does, and asserts the class found; the
 //! last test sweeps the same ranges with no bug and asserts they are clean. Correctness, not

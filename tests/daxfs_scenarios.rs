@@ -1,8 +1,8 @@
-//! One named scenario per seed thread (`/work/shared/seeds`), run through `exec::run` with a
+//! One named scenario per mailing-list thread (docs/design.md §7), run through `exec::run` with a
 //! hand-chosen schedule: the fixed model must behave (no findings, expected results), and the
-//! seed's bugs, switched on one at a time, must show at run time as their catalogue class.
+//! thread's bugs, switched on one at a time, must show at run time as their catalogue class.
 //!
-//! Schedules are thread picks among the *runnable* threads (DESIGN §5); each comment says what
+//! Schedules are thread picks among the *runnable* threads (docs/design.md §5); each comment says what
 //! interleaving the schedule produces. A thread's first step only reaches its first operation.
 
 use crashsim::daxfs::fs::{AllocPolicy, Errno};
@@ -91,7 +91,7 @@ fn prelude(pages: u64) -> Vec<Op> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// seed 000: a write fault allocates a block; its old contents must never become file data.
+// Unzeroed allocation: a write fault allocates a block; its old contents must never become file data.
 
 fn seed_000_workload() -> Workload {
     let mut t0 = prelude(4);
@@ -180,7 +180,7 @@ fn seed_000_double_zero_workload(schedule: &[u8]) -> Workload {
 }
 
 // ---------------------------------------------------------------------------------------------
-// seed 001: a write pin must go through the write fault (allocation, ENOSPC) before any DMA.
+// The GUP write-pin problem: a write pin must go through the write fault (allocation, ENOSPC) before any DMA.
 
 /// Pin page 0 of a hole for writing, DMA into it, unpin, read it back.
 fn seed_001_workload() -> Workload {
@@ -210,7 +210,7 @@ fn seed_001_enospc_workload(data_pages: u64) -> Workload {
 }
 
 // ---------------------------------------------------------------------------------------------
-// seed 002: a read fault maps a hole while a write fault allocates it.
+// The zero-page race: a read fault maps a hole while a write fault allocates it.
 
 /// Thread 0 read-faults page 0 through M0 while thread 1 write-faults it through its own
 /// mapping M2; both then load it again.
@@ -229,7 +229,7 @@ fn seed_002_pmd_workload() -> Workload {
 }
 
 // ---------------------------------------------------------------------------------------------
-// seed 003: fault-around (map_pages) races a hole punch.
+// The fault-around race: fault-around (map_pages) races a hole punch.
 
 /// Thread 0 writes pages 0..4, maps real entries for pages 1 and 2, then punches them, makes
 /// the free durable and reuses the blocks for file 1. Thread 1 read-faults page 0 through M2
@@ -265,7 +265,7 @@ fn seed_003_store_workload(schedule: &[u8]) -> Workload {
 }
 
 // ---------------------------------------------------------------------------------------------
-// seed 004: truncate must wait for DMA pins (break_layouts).
+// The DMA-pin truncate race: truncate must wait for DMA pins (break_layouts).
 
 /// Thread 0 write-pins page 2 and DMAs into it twice; thread 1 truncates the file to one page.
 fn seed_004_workload(schedule: &[u8]) -> Workload {

@@ -139,6 +139,7 @@ fn show_html_for_every_regression_artifact() {
     assert_eq!(dirs.len(), REGRESSIONS, "the committed regression artifacts");
     let browser = browser();
     let mut checks = Vec::new();
+    let mut multi_thread_pages = 0;
     for dir in &dirs {
         let name = dir.file_name().expect("name").to_string_lossy().into_owned();
         let page = out.join(format!("{name}.html"));
@@ -177,8 +178,14 @@ fn show_html_for_every_regression_artifact() {
             assert!(!html.contains("id=\"crash-marker\""), "{name}: a run-time violation has no crash point");
         }
         assert!(html.len() < 200_000, "{name}: page of {} bytes", html.len());
+        // daxfs marks every scheduling step: the timeline has a lane per thread that acted.
+        let lanes =
+            (0..8).filter(|t| html.contains(&format!("class=\"thread-lane\" data-thread=\"{t}\""))).count();
+        assert!(lanes >= 1, "{name}: no thread lane in the timeline");
+        multi_thread_pages += usize::from(lanes >= 2);
         checks.push((name, page, needles));
     }
+    assert!(multi_thread_pages > 0, "no artifact's timeline shows two threads");
     if let Some(b) = browser {
         // Chromium spends most of a run starting up: a few at a time.
         let checks = &checks;

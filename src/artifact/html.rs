@@ -166,7 +166,11 @@ fn event_label(e: &TimelineEvent) -> String {
     } else {
         format!("#{} {}", e.first_seq, e.op)
     };
-    format!("{seqs}{range} {}", e.site)
+    let who = match (e.thread, e.op_index) {
+        (Some(t), Some(op)) => format!(" (thread {t}, op {op})"),
+        _ => String::new(),
+    };
+    format!("{seqs}{range} {}{who}", e.site)
 }
 
 fn op_letter(op: &str) -> &'static str {
@@ -178,28 +182,62 @@ fn op_letter(op: &str) -> &'static str {
     }
 }
 
-/// The timeline: lanes per call site, rows per cache line (folded), the crash marker.
+/// One lane per thread: its operations, then one row per call site it stored, flushed or fenced
+/// from. `thread` is `None` for a target that does not mark its steps (one lane for all).
+struct Lane<'a> {
+    thread: Option<u8>,
+    sites: Vec<&'a str>,
+}
+
+fn lanes(timeline: &[TimelineEvent]) -> Vec<Lane<'_>> {
+    let mut lanes: Vec<Lane<'_>> = Vec::new();
+    for e in timeline {
+        let i = match lanes.iter().position(|l| l.thread == e.thread) {
+            Some(i) => i,
+            None => {
+                lanes.push(Lane { thread: e.thread, sites: Vec::new() });
+                lanes.len() - 1
+            }
+        };
+        if !lanes[i].sites.contains(&e.site.as_str()) {
+            lanes[i].sites.push(&e.site);
+        }
+    }
+    lanes.sort_by_key(|l| l.thread);
+    lanes
+}
+
+/// The workload's operation `op` of thread `thread`, compactly, if the workload has threads.
+fn op_text(workload: &serde_json::Value, thread: u8, op: u32) -> Option<String> {
+    let ops = workload.get("threads")?.get(usize::from(thread))?;
+    ops.get(op as usize).map(compact)
+}
+
+/// The timeline: one lane per thread (its operations and call sites), rows per cache line
+/// (folded), the crash marker.
 fn timeline_svg(b: &mut String, x: &Explanation) {
     let cols = x.timeline.len().max(1);
     let col_w = ((1200 - LABEL_W) / (cols + 1)).clamp(10, 40);
-    let mut sites: Vec<&str> = Vec::new();
-    for e in &x.timeline {
-        if !sites.contains(&e.site.as_str()) {
-            sites.push(&e.site);
-        }
-    }
+    let lanes = lanes(&x.timeline);
     let site_top = HEAD_H + ROW_H;
-    let line_top = site_top + sites.len() * ROW_H + ROW_H + 6;
+    let lane_rows: usize = lanes.iter().map(|l| 1 + l.sites.len()).sum();
+    let line_top = site_top + lane_rows * ROW_H + ROW_H + 6;
     let height = line_top + x.line_rows.len().max(1) * ROW_H + 30;
     let width = LABEL_W + (cols + 1) * col_w + 10;
     let cx = |c: usize| LABEL_W + c * col_w;
+    let marks_threads = lanes.iter().any(|l| l.thread.is_some());
     let _ = writeln!(
         b,
         "<p class=\"note\">Columns are trace events in order (runs of identical events folded; hover a \
-         column for its events). Upper lanes: one per call site; lower rows: one per touched cache \
-         line (consecutive lines with the same events folded). S = store, N = non-temporal store, \
-         F = flush (clwb/clflushopt/clflush), dotted column = sfence. The trace does not record \
-         threads; the operations of each thread are listed under Workload.</p>"
+         column for its events). Upper lanes: one per thread, its operations (op N, the index in the \
+         thread's list under Workload) and then one row per call site; lower rows: one per touched \
+         cache line (consecutive lines with the same events folded). S = store, N = non-temporal \
+         store, F = flush (clwb/clflushopt/clflush), dotted column = sfence.{}</p>",
+        if marks_threads {
+            ""
+        } else {
+            " This target does not mark its threads, so all events share one lane."
+        }
     );
     let _ = writeln!(
         b,
@@ -239,37 +277,94 @@ fn timeline_svg(b: &mut String, x: &Explanation) {
     }
     let _ = writeln!(
         b,
-        "<text x=\"4\" y=\"{}\" font-size=\"12\" font-weight=\"bold\">call sites</text>",
+        "<text x=\"4\" y=\"{}\" font-size=\"12\" font-weight=\"bold\">threads</text>",
         site_top - 6
     );
-    for (r, site) in sites.iter().enumerate() {
+    let mut r = 0;
+    for lane in &lanes {
         let y = site_top + r * ROW_H;
-        if r % 2 == 0 {
-            let _ = writeln!(
-                b,
-                "<rect x=\"0\" y=\"{y}\" width=\"{width}\" height=\"{ROW_H}\" fill=\"#f1f1f1\"/>"
-            );
-        }
+        let name = match lane.thread {
+            Some(t) => format!("thread {t}"),
+            None => "all threads".to_string(),
+        };
         let _ = writeln!(
             b,
-            "<text x=\"4\" y=\"{}\" font-size=\"11\">{}</text>",
+            "<g class=\"thread-lane\" data-thread=\"{}\"><rect x=\"0\" y=\"{y}\" width=\"{width}\" height=\"{ROW_H}\" fill=\"#e4e8f0\"/>\
+             <text x=\"4\" y=\"{}\" font-size=\"12\" font-weight=\"bold\">{}</text>",
+            lane.thread.map_or(String::new(), |t| t.to_string()),
             y + 14,
-            escape(&short(site, 42))
+            escape(&name)
         );
-        for (c, e) in x.timeline.iter().enumerate().filter(|(_, e)| e.site == *site) {
+        // The operations: one box per run of consecutive columns of this thread in one op.
+        let mut c = 0;
+        while c < x.timeline.len() {
+            let e = &x.timeline[c];
+            if e.thread != lane.thread || e.op_index.is_none() {
+                c += 1;
+                continue;
+            }
+            let mut end = c + 1;
+            while end < x.timeline.len()
+                && x.timeline[end].thread == lane.thread
+                && x.timeline[end].op_index == e.op_index
+            {
+                end += 1;
+            }
+            let op = e.op_index.unwrap_or(0);
+            let what = lane
+                .thread
+                .and_then(|t| op_text(&x.workload, t, op))
+                .map_or(format!("op {op}"), |text| format!("op {op}: {text}"));
+            let label = if (end - c) * col_w >= 60 { format!("op {op}") } else { op.to_string() };
             let _ = writeln!(
                 b,
-                "<g><title>{}</title><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#fff\" stroke=\"#111\"/>\
-                 <text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text></g>",
-                escape(&event_label(e)),
-                cx(c) + 2,
+                "<g><title>{}</title><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#fff\" stroke=\"#0b3d91\" stroke-width=\"2\"/>\
+                 <text x=\"{}\" y=\"{}\" font-size=\"11\">{}</text></g>",
+                escape(&what),
+                cx(c) + 1,
                 y + 2,
-                col_w - 4,
+                (end - c) * col_w - 2,
                 ROW_H - 4,
-                cx(c) + col_w / 2,
+                cx(c) + 4,
                 y + 14,
-                op_letter(&e.op)
+                escape(&label)
             );
+            c = end;
+        }
+        let _ = writeln!(b, "</g>");
+        r += 1;
+        for site in &lane.sites {
+            let y = site_top + r * ROW_H;
+            if r % 2 == 0 {
+                let _ = writeln!(
+                    b,
+                    "<rect x=\"0\" y=\"{y}\" width=\"{width}\" height=\"{ROW_H}\" fill=\"#f1f1f1\"/>"
+                );
+            }
+            let _ = writeln!(
+                b,
+                "<text x=\"16\" y=\"{}\" font-size=\"11\">{}</text>",
+                y + 14,
+                escape(&short(site, 40))
+            );
+            for (c, e) in
+                x.timeline.iter().enumerate().filter(|(_, e)| e.thread == lane.thread && e.site == *site)
+            {
+                let _ = writeln!(
+                    b,
+                    "<g><title>{}</title><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#fff\" stroke=\"#111\"/>\
+                     <text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text></g>",
+                    escape(&event_label(e)),
+                    cx(c) + 2,
+                    y + 2,
+                    col_w - 4,
+                    ROW_H - 4,
+                    cx(c) + col_w / 2,
+                    y + 14,
+                    op_letter(&e.op)
+                );
+            }
+            r += 1;
         }
     }
     let _ = writeln!(
@@ -532,6 +627,34 @@ mod tests {
     #[test]
     fn escape_covers_markup_and_quotes() {
         assert_eq!(escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    }
+
+    fn event(thread: Option<u8>, site: &str) -> TimelineEvent {
+        TimelineEvent {
+            first_seq: 0,
+            last_seq: 0,
+            count: 1,
+            op: "store".to_string(),
+            addr: Some(0),
+            len: Some(8),
+            site: site.to_string(),
+            thread,
+            op_index: thread.map(u32::from),
+        }
+    }
+
+    #[test]
+    fn lanes_are_per_thread_with_their_own_call_sites() {
+        let tl = [event(Some(1), "a"), event(Some(0), "b"), event(Some(1), "c"), event(Some(1), "a")];
+        let got: Vec<(Option<u8>, Vec<&str>)> = lanes(&tl).into_iter().map(|l| (l.thread, l.sites)).collect();
+        assert_eq!(got, [(Some(0), vec!["b"]), (Some(1), vec!["a", "c"])]);
+        let unmarked = [event(None, "a"), event(None, "b")];
+        let got: Vec<(Option<u8>, Vec<&str>)> =
+            lanes(&unmarked).into_iter().map(|l| (l.thread, l.sites)).collect();
+        assert_eq!(got, [(None, vec!["a", "b"])]);
+        let w = serde_json::json!({"threads": [[{"Create": {"file": 0}}], [{"Fsync": {"file": 1}}]]});
+        assert_eq!(op_text(&w, 1, 0).as_deref(), Some("Fsync file=1"));
+        assert_eq!(op_text(&w, 2, 0), None);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Violations you can hold (DESIGN §9): an artifact directory per violation, and what reads it
+//! Violations you can hold (docs/design.md §9): an artifact directory per violation, and what reads it
 //! back: [`load`] (every bad input a typed [`ArtifactError`]), [`repro`], [`explain`] (`show`,
 //! as text or as an HTML page, [`render_html`]) and [`minimize`].
 //!

@@ -32,6 +32,10 @@ pub struct EventLine {
     pub addr: Option<u64>,
     pub len: Option<u64>,
     pub site: String,
+    /// The thread that issued the event and its operation index in that thread, where the
+    /// target marks its steps (`Device::begin_step`).
+    pub thread: Option<u8>,
+    pub op_index: Option<u32>,
     /// The power was cut just before this event.
     pub crash_here: bool,
 }
@@ -75,6 +79,10 @@ pub struct TimelineEvent {
     /// Bytes covered by the folded events.
     pub len: Option<u64>,
     pub site: String,
+    /// The thread that issued the events and its operation index (entries never span a
+    /// thread change), where the target marks its steps.
+    pub thread: Option<u8>,
+    pub op_index: Option<u32>,
 }
 
 /// What a timeline entry did to a cache line.
@@ -328,10 +336,13 @@ fn timeline(trace: &Trace, center: usize, crash: bool) -> (Vec<TimelineEvent>, O
         };
         let op = e.op.name();
         let at_crash = crash && seq == center;
+        let step = trace.step_at(seq);
+        let (thread, op_index) = (step.map(|s| s.thread), step.map(|s| s.op));
         let fold = out.last_mut().filter(|last| {
             !at_crash
                 && last.op == op
                 && last.site == e.site
+                && (last.thread, last.op_index) == (thread, op_index)
                 && match (last.addr, last.len, addr) {
                     (Some(a), Some(l), Some(b)) => a + l == b,
                     (None, None, None) => true,
@@ -356,6 +367,8 @@ fn timeline(trace: &Trace, center: usize, crash: bool) -> (Vec<TimelineEvent>, O
                     addr,
                     len,
                     site: e.site.to_string(),
+                    thread,
+                    op_index,
                 });
             }
         }
@@ -433,12 +446,15 @@ fn window(trace: &Trace, center: usize, crash: bool) -> Vec<EventLine> {
                 Op::Flush { addr, len, .. } => (Some(addr), Some(len)),
                 Op::Fence => (None, None),
             };
+            let step = trace.step_at(seq);
             EventLine {
                 seq,
                 op: e.op.name().to_string(),
                 addr,
                 len,
                 site: e.site.to_string(),
+                thread: step.map(|s| s.thread),
+                op_index: step.map(|s| s.op),
                 crash_here: crash && seq == center,
             }
         })
@@ -460,7 +476,11 @@ pub fn render_text(x: &Explanation) -> String {
             (Some(a), Some(l)) => format!("{a:#x}+{l}"),
             _ => String::new(),
         };
-        let _ = writeln!(s, "{mark}  #{:<6} {:<10} {:<16} {}", e.seq, e.op, range, e.site);
+        let who = match (e.thread, e.op_index) {
+            (Some(t), Some(op)) => format!("t{t} op {op}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(s, "{mark}  #{:<6} {:<10} {:<16} {:<10} {}", e.seq, e.op, range, who, e.site);
     }
     if x.crash_point == Some(x.trace_events) {
         let _ = writeln!(s, "--- power cut here (end of the trace) ---");
@@ -553,6 +573,33 @@ mod tests {
         // then the last four pages: folded by their marks.
         let shape: Vec<(u64, u64, bool)> = rows.iter().map(|r| (r.line, r.lines, r.offending)).collect();
         assert_eq!(shape, [(0, 1, false), (64, 1, true), (128, 254, false), (4 * 4096, 256, false)]);
+    }
+
+    #[test]
+    fn timeline_entries_carry_their_thread_and_never_fold_across_a_thread_change() {
+        let mut dev = Device::new(1 << 20);
+        dev.begin_step(0, 0);
+        dev.store(PmemAddr(0), &[0u8; 4096], "t::zero").unwrap();
+        dev.begin_step(1, 0); // a step that issues nothing is replaced by the next
+        dev.begin_step(1, 2);
+        dev.store(PmemAddr(4096), &[0u8; 4096], "t::zero").unwrap();
+        dev.begin_step(0, 0);
+        dev.store(PmemAddr(8192), &[0u8; 4096], "t::zero").unwrap();
+        dev.store(PmemAddr(12288), &[0u8; 4096], "t::zero").unwrap();
+        let trace = dev.trace();
+        assert_eq!(trace.steps().len(), 3, "{:?}", trace.steps());
+        let (tl, _) = timeline(trace, 4, false);
+        let who: Vec<(Option<u8>, Option<u32>, usize)> =
+            tl.iter().map(|e| (e.thread, e.op_index, e.count)).collect();
+        assert_eq!(who, [(Some(0), Some(0), 1), (Some(1), Some(2), 1), (Some(0), Some(0), 2)]);
+        let w = window(trace, 4, false);
+        assert_eq!(w.iter().map(|e| e.thread).collect::<Vec<_>>(), [Some(0), Some(1), Some(0), Some(0)]);
+        // A target that marks no steps: no thread anywhere, folding as before.
+        let mut plain = Device::new(1 << 20);
+        plain.store(PmemAddr(0), &[0u8; 4096], "t::zero").unwrap();
+        plain.store(PmemAddr(4096), &[0u8; 4096], "t::zero").unwrap();
+        let (tl, _) = timeline(plain.trace(), 2, false);
+        assert_eq!(tl.iter().map(|e| (e.thread, e.count)).collect::<Vec<_>>(), [(None, 2)]);
     }
 
     #[test]

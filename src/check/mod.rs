@@ -1,4 +1,4 @@
-//! Oracles' common vocabulary: the violation classes of DESIGN §6 and the violation value with
+//! Oracles' common vocabulary: the violation classes of docs/design.md §6 and the violation value with
 //! its evidence.
 //!
 //! A bug in the system under test is a [`Violation`] value, never a panic in the harness. The
@@ -8,7 +8,7 @@
 
 use crate::pmem::{Choice, CrashPoint, PmemAddr};
 
-/// What went wrong. Exactly the classes of DESIGN §6.
+/// What went wrong. Exactly the classes of docs/design.md §6.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ViolationClass {
     /// A file word reads poison or a block's earlier contents.

@@ -1,4 +1,4 @@
-//! Which choices of pending units to explore at one crash point (DESIGN §8).
+//! Which choices of pending units to explore at one crash point (docs/design.md §8).
 //!
 //! A strategy yields [`Choice`]s lazily, so a budget never costs more than what it takes, and a
 //! future strategy (read-set pruning, lazy branching on first read) is one more [`Strategy`]

@@ -1,4 +1,4 @@
-//! The crash engine (DESIGN §8): for one workload, walk its trace, cut power at every crash
+//! The crash engine (docs/design.md §8): for one workload, walk its trace, cut power at every crash
 //! point, enumerate the crash states the persistence model allows, recover each one through the
 //! target and run its oracles; for a sample, crash again inside recovery.
 //!

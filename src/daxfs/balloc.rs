@@ -1,6 +1,6 @@
-//! The block allocator (DESIGN §4): lowest-address first fit over the bitmap, honouring
+//! The block allocator (docs/design.md §4): lowest-address first fit over the bitmap, honouring
 //! in-memory reservations (handed out, not yet committed) and busy extents (freed by a
-//! transaction that is not yet durable; jbd2's rule, the fix for seed 004).
+//! transaction that is not yet durable; jbd2's rule, the fix for `reuse-before-free-commit`).
 
 use super::layout::Geometry;
 use super::meta::Metadata;

@@ -1,4 +1,4 @@
-//! The switchable bug catalogue (DESIGN §7). Every bug is off by default; each changes only
+//! The switchable bug catalogue (docs/design.md §7). Every bug is off by default; each changes only
 //! the behaviour its row describes. Ids are stable: they appear in artifacts and CI configs.
 
 /// One switchable bug in daxfs.
@@ -25,7 +25,7 @@ pub enum Bug {
     MapSyncIgnored,
 }
 
-/// Catalogue row: id, seed thread, what the buggy model does, violation classes expected.
+/// Catalogue row: id, thread tag (docs/design.md §7), what the buggy model does, classes expected.
 pub struct BugInfo {
     pub bug: Bug,
     pub id: &'static str,

@@ -105,7 +105,7 @@ impl DaxFs {
     }
 
     async fn pte_fault(&self, map: MapId, ino: Ino, page: u64, write: bool) -> FsResult<VmFault> {
-        // seed 002: the read path once loaded holes without the entry lock.
+        // no-entry-lock: the read path once loaded holes without the entry lock.
         let unlocked_read = !write && self.bug(Bug::NoEntryLock);
         let key = if unlocked_read { None } else { Some(self.grab_entry(ino, page).await) };
         let r = self.pte_fault_entry(map, ino, page, write).await;
@@ -133,7 +133,7 @@ impl DaxFs {
         self.sched.yield_now().await;
         let mut st = self.state();
         if let Some(extent) = stale {
-            // seed 000 (double-zero-unwritten): zero and convert the whole extent seen before
+            // double-zero-unwritten: zero and convert the whole extent seen before
             // sleeping, wiping data another fault stored since.
             let io = iomap::convert_for_write(&mut st, ino, extent.file_block, extent.phys, extent.len)?;
             if let Some(io) = io {
@@ -212,7 +212,7 @@ impl DaxFs {
         Ok(if new { VmFault::Major } else { VmFault::NoPage })
     }
 
-    /// Fault-around with the bug `map-pages-unlocked` (seed 003): entries are looked up without
+    /// Fault-around with the bug `map-pages-unlocked`: entries are looked up without
     /// `invalidate_lock`, the thread sleeps, and the PTEs are installed without revalidation.
     async fn map_pages_unlocked(&self, map: MapId, ino: Ino, page: u64) {
         let candidates = self.state().map_pages_candidates(map, ino, page);
@@ -238,7 +238,7 @@ impl FsState {
     /// MAP_SYNC (`VmFault::NeedDsync`): a write fault whose inode metadata is not yet durable
     /// commits and fences it before the writable PTE is used. Returns whether it had to.
     fn need_dsync(&mut self, map: MapId, ino: Ino, write: bool) -> FsResult<bool> {
-        // seed 002/000 (map-sync-ignored): the writable PTE is used before the metadata is durable.
+        // map-sync-ignored: the writable PTE is used before the metadata is durable.
         if !write
             || !self.mapping(map)?.map_sync
             || self.inode_meta_durable(ino)
@@ -284,7 +284,7 @@ impl FsState {
         if !write {
             let target = match found {
                 Some((b, ExtentState::Written)) => PteTarget::Block(b),
-                // seed 000: reads of unwritten extents must return zeros, not the block.
+                // read-maps-unwritten: reads of unwritten extents must return zeros, not the block.
                 Some((b, ExtentState::Unwritten)) if self.bug(Bug::ReadMapsUnwritten) => PteTarget::Block(b),
                 _ => PteTarget::ZeroPage,
             };
@@ -301,7 +301,7 @@ impl FsState {
     }
 
     /// Installs the PTE for a completed fault and updates the entry. A real entry replacing a
-    /// zero-page entry first unmaps every zero-page PTE of the index (seed 002).
+    /// zero-page entry first unmaps every zero-page PTE of the index (`zero-page-not-unmapped`).
     fn install(&mut self, map: MapId, ino: Ino, page: u64, target: PteTarget, write: bool) -> FsResult<()> {
         if let PteTarget::Block(b) = target {
             let replaces_zero =

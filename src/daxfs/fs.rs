@@ -19,7 +19,7 @@ use super::types::*;
 use crate::pmem::{Device, FlushKind, PmemAddr};
 use crate::sched::Sched;
 
-/// Allocation policy, a mount option (DESIGN §4). Both are correct in the fixed model.
+/// Allocation policy, a mount option (docs/design.md §4). Both are correct in the fixed model.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum AllocPolicy {
     /// Zero new blocks and make the zeroes durable before the allocation commits (XFS/ext4 DAX).

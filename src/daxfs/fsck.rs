@@ -1,4 +1,4 @@
-//! fsck: the allocator and extent-map invariants (DESIGN §6, `AllocatorInconsistent`).
+//! fsck: the allocator and extent-map invariants (docs/design.md §6, `AllocatorInconsistent`).
 //!
 //! Invariants checked: the bitmap equals the union of all live inodes' extents; no block is
 //! mapped twice; every extent lies in the data area; no extent lies entirely past EOF (rounded up

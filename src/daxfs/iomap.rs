@@ -1,5 +1,5 @@
 //! `iomap_begin` for writes and `end_io`: allocation, zeroing and unwritten conversion under the
-//! two allocation policies (DESIGN §4). Each function here is one atomic step.
+//! two allocation policies (docs/design.md §4). Each function here is one atomic step.
 //!
 //! Ordering that keeps old block contents from ever becoming file data after a crash. Zeroes
 //! and data are written back with clwb, and the journal's own pre-commit fence (body flushed and
@@ -32,11 +32,11 @@ pub struct EndIo {
 /// Zeroes newly allocated blocks (write-back stores, not flushed). The kernel's IomapFlags::NEW
 /// handling. Switches: `no-zero-on-alloc` skips it, `pmd-partial-zero` zeroes only half a PMD.
 fn zero_new(st: &mut FsState, b: BlockNr, count: u64) -> FsResult<()> {
-    // seed 000: "allocating a block without zeroing it exposes its old contents".
+    // no-zero-on-alloc: "allocating a block without zeroing it exposes its old contents".
     if st.bug(Bug::NoZeroOnAlloc) {
         return Ok(());
     }
-    // seed 002: a PMD fault must zero the whole 2 MiB extent it maps.
+    // pmd-partial-zero: a PMD fault must zero the whole 2 MiB extent it maps.
     let count = if count > 1 && st.bug(Bug::PmdPartialZero) { count / 2 } else { count };
     let zeros = vec![0u8; (count * BLOCK_BYTES) as usize];
     st.dev.store(st.block_addr(b), &zeros, super::fs::SITE_ZERO)?;
@@ -51,8 +51,8 @@ fn write_back(st: &mut FsState, b: BlockNr, count: u64, site: &'static str) -> F
 }
 
 /// Zero, write back, then commit `records` (whose pre-commit fence makes the zeroes durable
-/// first) — or, with `commit-before-zero-durable`, commit first and write back after (seed 000:
-/// the allocation reaches the log before the zeroes do).
+/// first) — or, with `commit-before-zero-durable`, commit first and write back after (the
+/// allocation reaches the log before the zeroes do).
 fn zero_then_commit(
     st: &mut FsState,
     b: BlockNr,
@@ -126,12 +126,12 @@ pub fn end_io(st: &mut FsState, io: EndIo) -> FsResult<()> {
     let extent =
         Extent { file_block: io.file_block, phys: io.phys, len: io.len, state: ExtentState::Written };
     let convert = [Record::ExtentSet { ino: io.ino, extent }];
-    // seed 000: never converting leaves written data reading as zeros after remount.
+    // missing-end-io: never converting leaves written data reading as zeros after remount.
     if st.bug(Bug::MissingEndIo) {
         write_back(st, io.phys, io.len, SITE_END_IO)?;
         return st.fence(SITE_END_IO);
     }
-    // seed 000: converting before the data is durable exposes old contents after a crash.
+    // end-io-before-data-durable: converting before the data is durable exposes old contents after a crash.
     if st.bug(Bug::EndIoBeforeDataDurable) {
         st.commit(&convert, SITE_END_IO)?;
         write_back(st, io.phys, io.len, SITE_END_IO)?;

@@ -1,4 +1,4 @@
-//! The circular redo journal (DESIGN §4): 64-byte slots, one cache line each.
+//! The circular redo journal (docs/design.md §4): 64-byte slots, one cache line each.
 //!
 //! A transaction with tid T is its body records (each carrying T and its own crc) in consecutive
 //! slots, then a commit record (T, body length, crc of the body slots). The commit record is
@@ -146,7 +146,7 @@ pub fn write_transaction(
         dev.store(at, &body[first * SLOT..(first + n) * SLOT], site)?;
     }
     if order == CommitOrder::CommitBeforeLogFenced {
-        // Bug::CommitBeforeLogFenced (DESIGN §4, §7 "commit-before-log-fenced"): the commit record
+        // Bug::CommitBeforeLogFenced (docs/design.md §4, §7): the commit record
         // is stored while the body is still only in the cache, so it may persist first.
         dev.store(slot_addr(geom, commit_pos), &commit, site)?;
     }
@@ -248,7 +248,7 @@ fn scan_one(
             }
             Some(Slot::Commit { tid: t, body_len, body_crc }) if t == tid => {
                 let len_ok = body_len == records.len() as u64;
-                // Bug::ReplaySkipsCrc (DESIGN §7 "replay-skips-crc") also skips the body crc.
+                // Bug::ReplaySkipsCrc (`replay-skips-crc`, docs/design.md §7) also skips the body crc.
                 let crc_ok = !verify_crc || body_crc == body.finalize();
                 return Ok((len_ok && crc_ok).then_some((Transaction { tid, records }, p + 1)));
             }

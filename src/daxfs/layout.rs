@@ -1,4 +1,4 @@
-//! The on-media format of daxfs (DESIGN §4), byte for byte. Every structure is a fixed
+//! The on-media format of daxfs (docs/design.md §4), byte for byte. Every structure is a fixed
 //! little-endian layout with a crc32 (crc32fast) over its bytes; `docs/daxfs.md` has the
 //! offset tables. Decoders never panic and never allocate by an untrusted size.
 //!

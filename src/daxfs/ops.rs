@@ -1,4 +1,4 @@
-//! File operations (DESIGN §4): create, unlink, write/read (`dax_iomap_rw`), mmap/munmap, user
+//! File operations (docs/design.md §4): create, unlink, write/read (`dax_iomap_rw`), mmap/munmap, user
 //! stores and loads, persist, fallocate, punch_hole, truncate, fsync/msync, pins and DMA, sync.
 
 use super::bugs::Bug;
@@ -46,7 +46,7 @@ fn check_data_range(off: u64, len: u64) -> FsResult<()> {
     Ok(())
 }
 
-/// Largest file the model allows (DESIGN §4 workload bound: 8 MiB).
+/// Largest file the model allows (the workload bound, docs/design.md §10: 8 MiB).
 pub const FILE_BYTES_MAX: u64 = 8 << 20;
 
 impl DaxFs {
@@ -343,11 +343,11 @@ impl DaxFs {
         on_unmap: impl FnOnce(),
     ) -> FsResult<()> {
         self.state().store.inode(ino)?;
-        // seed 004: truncate must wait until no DMA pin covers the range (break_layouts).
+        // truncate-ignores-pin: truncate must wait until no DMA pin covers the range (break_layouts).
         if !self.bug(Bug::TruncateIgnoresPin) {
             self.break_layouts(ino, first, last).await;
         }
-        // seed 003: blocks are freed only after every mapping of them is gone.
+        // free-before-unmap: blocks are freed only after every mapping of them is gone.
         if self.bug(Bug::FreeBeforeUnmap) {
             // The observer still runs as the range starts going away (here: at the free).
             on_unmap();
@@ -414,7 +414,7 @@ impl DaxFs {
     }
 
     /// get_user_pages on `len` bytes at `off` of mapping `map`. A write pin takes the write-fault
-    /// path first, so allocation (and ENOSPC) happen before any DMA (seed 001).
+    /// path first, so allocation (and ENOSPC) happen before any DMA (`pin-without-write-fault`).
     pub async fn pin(&self, map: MapId, off: u64, len: u64, write: bool) -> FsResult<PinId> {
         let m = self.state().mapping(map)?.clone();
         if off % BLOCK_BYTES != 0 || len % BLOCK_BYTES != 0 || len == 0 {
@@ -427,7 +427,7 @@ impl DaxFs {
             st.pins.len() - 1
         };
         for page in pages_of(m.off + off, len) {
-            // seed 001: the buggy pin maps the zero page and defers allocation to unpin.
+            // pin-without-write-fault: the buggy pin maps the zero page and defers allocation to unpin.
             let fault_write = write && !self.bug(Bug::PinWithoutWriteFault);
             match self.access(map, page, fault_write).await {
                 Ok(pte) => {
@@ -499,7 +499,7 @@ impl DaxFs {
             rec
         };
         if rec.write && self.bug(Bug::PinWithoutWriteFault) {
-            // seed 001: allocation deferred to set_page_dirty after the DMA; errors are dropped.
+            // pin-without-write-fault: allocation deferred to set_page_dirty after DMA; errors dropped.
             for (&page, target) in &rec.pages {
                 if *target == PteTarget::ZeroPage {
                     let mut st = self.state();
@@ -543,7 +543,7 @@ impl FsState {
                 Some((b, ExtentState::Written)) => {
                     out.extend(self.read_words(b, pos % BLOCK_BYTES, count)?)
                 }
-                // seed 000: read() of an unwritten extent must return zeros.
+                // read-maps-unwritten: read() of an unwritten extent must return zeros.
                 Some((b, ExtentState::Unwritten)) if self.bug(Bug::ReadMapsUnwritten) => {
                     out.extend(self.read_words(b, pos % BLOCK_BYTES, count)?)
                 }
@@ -683,7 +683,7 @@ impl FsState {
             .collect();
         for (k, pmd, b) in dirty {
             let pages = if pmd { n } else { 1 };
-            // seed 001: skipping write-protect means later stores never re-dirty the entry.
+            // fsync-misses-dirty: skipping write-protect means later stores never re-dirty the entry.
             if !self.bug(Bug::FsyncMissesDirty) {
                 for m in self.maps.iter_mut().flatten().filter(|m| m.ino == ino) {
                     for (_, pte) in m.ptes.range_mut(k..k + pages) {

@@ -67,7 +67,7 @@ fn load(dev: &Device, verify_crc: bool) -> Result<(Geometry, Checkpoint, Metadat
 fn replay(meta: &mut Metadata, scanned: &ScanResult, relative: bool) -> Result<(), FsError> {
     for txn in &scanned.transactions {
         for r in &txn.records {
-            // Bug::ReplayNotIdempotent (DESIGN §7 "replay-not-idempotent"): relative updates.
+            // Bug::ReplayNotIdempotent (`replay-not-idempotent`, docs/design.md §7): relative updates.
             let applied = if relative { meta.apply_relative(r) } else { meta.apply(r) };
             applied.map_err(|e| FsError::Corrupt {
                 what: "journal",
@@ -98,7 +98,7 @@ impl MetaStore {
         dev: &mut Device,
         bugs: BugSet,
     ) -> Result<(MetaStore, RecoveryInfo, Vec<FsckProblem>), FsError> {
-        // Bug::ReplaySkipsCrc (DESIGN §7 "replay-skips-crc"): no record or body crc checks.
+        // Bug::ReplaySkipsCrc (`replay-skips-crc`, docs/design.md §7): no record or body crc checks.
         let (geom, ckpt, mut meta, scanned) = load(dev, !bugs.contains(Bug::ReplaySkipsCrc))?;
         let relative = bugs.contains(Bug::ReplayNotIdempotent);
         replay(&mut meta, &scanned, relative)?;
@@ -158,7 +158,7 @@ impl MetaStore {
         if count == 0 || align_blocks == 0 {
             return Err(FsError::Invalid("alloc of zero blocks or zero alignment"));
         }
-        // Bug::ReuseBeforeFreeCommit (seed 004, DESIGN §7 "reuse-before-free-commit"): busy
+        // Bug::ReuseBeforeFreeCommit (`reuse-before-free-commit`, docs/design.md §7): busy
         // extents are ignored, so blocks freed by a not-yet-durable transaction are handed out.
         let honor_busy = !self.bugs.contains(Bug::ReuseBeforeFreeCommit);
         let mut found = self.balloc.find(&self.meta, &self.geom, count, align_blocks, honor_busy);

@@ -1,4 +1,4 @@
-//! Word encodings that make every 8-byte word on media self-describing (DESIGN §6).
+//! Word encodings that make every 8-byte word on media self-describing (docs/design.md §6).
 //!
 //! - A *data word* is written only by the harness: it names the file incarnation, the word
 //!   offset in that file and the write version. Top byte `0xDA`.

@@ -45,7 +45,7 @@ pub struct Extent {
 }
 
 /// A journal body record. Every record states the new value, so replaying it twice is the
-/// same as once (replay idempotence, DESIGN §4).
+/// same as once (replay idempotence, docs/design.md §4).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Record {
     /// Mark `len` blocks from `start` allocated.

@@ -1,5 +1,5 @@
 //! The daxfs crash oracle: after recovery, read every file through the recovered metadata and
-//! classify every word against the run record (DESIGN §6); fsck the recovered allocator.
+//! classify every word against the run record (docs/design.md §6); fsck the recovered allocator.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};

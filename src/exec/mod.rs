@@ -1,5 +1,5 @@
 //! Runs a workload on daxfs under the deterministic scheduler, with the run-time oracle: a plain
-//! reference model of every file's words, compared at every read and load (DESIGN §6).
+//! reference model of every file's words, compared at every read and load (docs/design.md §6).
 //!
 //! Architecture Invariant: this is the only place that knows both the workload language and
 //! daxfs; daxfs itself knows neither workloads nor oracles.
@@ -20,7 +20,7 @@ use crate::sched::{Executor, Picks, Ran, RunEnd, Sched, Step};
 use crate::workload::{Op, Workload};
 use record::{Ack, AckKind, DataEvent, FileLife, FreedPages, RunRecord, ZeroKind};
 
-/// A run-time finding: the class name is one of DESIGN §6's.
+/// A run-time finding: the class name is one of the classes of docs/design.md §6.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Finding {
     pub class: FindingClass,
@@ -189,7 +189,12 @@ fn run_picked(
                 }
             });
         }
-        let op_of = |t: usize| results[t].borrow().len() as u32;
+        // Each step is labelled with the operation it runs in, and so is the trace (for `show`).
+        let op_of = |t: usize| {
+            let op = results[t].borrow().len() as u32;
+            h.fs.state().dev.begin_step(t as u8, op);
+            op
+        };
         ex.run_logged(picks, |key| !h.fs.state().pinned(key), op_of)
     };
     let Ran { end, steps, schedule } = end;

@@ -1,5 +1,5 @@
 //! What a run leaves behind for the crash oracle: the history of every file word, with trace
-//! positions, and the acknowledgements of durability (DESIGN §6).
+//! positions, and the acknowledgements of durability (docs/design.md §6).
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
 //! `journal_replay`: arbitrary bytes in the journal area of a valid image with committed
 //! transactions. Replay must never panic, and must apply exactly the transactions an
-//! independent decoding of the journal accepts (DESIGN §4: tid order from the checkpointed
+//! independent decoding of the journal accepts (docs/design.md §4: tid order from the checkpointed
 //! tail, every slot crc, the commit's body length and body crc), no more and no fewer.
 
 use super::image::{BaseImage, mount_checked};

@@ -1,6 +1,6 @@
 //! Harnesses shared by the cargo-fuzz targets (`fuzz/fuzz_targets/`) and by `cargo test`'s
 //! corpus replay (`tests/fuzz_corpus.rs`), so a committed input is judged by exactly the code
-//! libFuzzer runs (DESIGN §11).
+//! libFuzzer runs (docs/design.md §11).
 //!
 //! Each harness takes the raw input bytes and a [`FuzzConfig`] and returns `Err(Failure)` when
 //! the input exposes a problem: a crash-consistency violation, a panic in mount or replay, an

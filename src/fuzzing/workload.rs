@@ -31,7 +31,7 @@ pub fn crash_workload(bytes: &[u8], cfg: &FuzzConfig) -> Result<(), Failure> {
             .map_err(|e| harness(e.to_string()))?;
         violations.extend(wide.violations.into_iter().filter(|v| v.evidence.crash_point.is_some()));
     }
-    // The headline violation: the most basic class found (DESIGN §6's order, old contents
+    // The headline violation: the most basic class found (class order of docs/design.md §6, old contents
     // first), the earliest of that class.
     match violations.iter().min_by_key(|v| v.class) {
         None => Ok(()),

@@ -4,7 +4,7 @@ use super::media::{Background, Backing, SparseImage};
 use super::trace::{Op, Trace};
 use super::{FlushKind, LINE_BYTES, PmemAddr, PmemError, UNIT_BYTES};
 
-/// Default bound on the trace length of one device (a named limit, DESIGN §10 habit 10).
+/// Default bound on the trace length of one device (a named limit, docs/design.md §10).
 pub const TRACE_EVENTS_MAX_DEFAULT: usize = 1 << 24;
 
 /// The simulated NVDIMM as the system under test sees it.
@@ -63,6 +63,13 @@ impl Device {
 
     pub fn into_parts(self) -> (Arc<dyn Backing>, SparseImage, Trace) {
         (self.initial, self.image, self.trace)
+    }
+
+    /// Marks the events from here on as issued by `thread`, in the target's operation `op`
+    /// of that thread (see [`crate::pmem::TraceStep`]). Optional: it only labels the trace for
+    /// `show`; crash states and verdicts never depend on it.
+    pub fn begin_step(&mut self, thread: u8, op: u32) {
+        self.trace.mark_step(thread, op);
     }
 
     /// Write-back store. `addr` and `bytes.len()` must be multiples of 8.

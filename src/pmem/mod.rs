@@ -19,7 +19,7 @@ pub use persist::{
     Choice, CrashPoint, CrashState, Granularity, MediaFault, NtDep, PendingLine, Tracker, Unit, View,
     crash_points,
 };
-pub use trace::{Event, Op, Trace};
+pub use trace::{Event, Op, Trace, TraceStep};
 
 /// Cache-line size: the unit of flushing and of the per-line persist order.
 pub const LINE_BYTES: u64 = 64;

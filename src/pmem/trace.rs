@@ -44,11 +44,24 @@ impl Op {
     }
 }
 
+/// Who issued the events from `first_seq` on: a thread of the target's workload and the
+/// operation it was in. A target that runs several threads marks each scheduling step with
+/// [`crate::pmem::Device::begin_step`]; `show` draws one timeline lane per thread from these.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct TraceStep {
+    pub first_seq: usize,
+    pub thread: u8,
+    /// The target's index of the operation, within its thread.
+    pub op: u32,
+}
+
 /// The ordered record of every store, flush and fence a device received.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Trace {
     events: Vec<Event>,
     data: Vec<u8>,
+    /// Thread changes, in sequence order; one entry per change of (thread, op), not per step.
+    steps: Vec<TraceStep>,
 }
 
 impl Trace {
@@ -93,6 +106,36 @@ impl Trace {
         self.data.extend_from_slice(bytes);
         let op = if nt { Op::StoreNt { addr, len, data_off } } else { Op::Store { addr, len, data_off } };
         self.events.push(Event { op, site });
+    }
+
+    /// Marks the events from here on as issued by `thread` in its operation `op`.
+    pub(crate) fn mark_step(&mut self, thread: u8, op: u32) {
+        let first_seq = self.events.len();
+        match self.steps.last_mut() {
+            Some(last) if last.thread == thread && last.op == op => {}
+            Some(last) if last.first_seq == first_seq => {
+                // The previous step issued no event: it is replaced, unless that makes it equal
+                // to the one before it.
+                last.thread = thread;
+                last.op = op;
+                let n = self.steps.len();
+                if n >= 2 && (self.steps[n - 2].thread, self.steps[n - 2].op) == (thread, op) {
+                    self.steps.pop();
+                }
+            }
+            _ => self.steps.push(TraceStep { first_seq, thread, op }),
+        }
+    }
+
+    /// Every thread change marked, in sequence order (empty for a target that marks none).
+    pub fn steps(&self) -> &[TraceStep] {
+        &self.steps
+    }
+
+    /// The step that issued event `seq`, if the target marks steps.
+    pub fn step_at(&self, seq: usize) -> Option<TraceStep> {
+        let i = self.steps.partition_point(|s| s.first_seq <= seq);
+        i.checked_sub(1).map(|i| self.steps[i])
     }
 
     pub(crate) fn push(&mut self, op: Op, site: &'static str) {

@@ -1,4 +1,4 @@
-//! Deterministic threads without OS threads (DESIGN §5).
+//! Deterministic threads without OS threads (docs/design.md §5).
 //!
 //! Each workload thread is an `async` block; every `.await` on a [`Sched`] primitive is a point
 //! where the kernel could sleep or be preempted, so one poll of a thread is one *step*. The

@@ -329,7 +329,7 @@ impl Target for DaxfsTarget {
     }
 
     /// The journal: every record and commit carries a crc, and replay must reject a damaged one
-    /// (DESIGN §4). Superblock and home metadata are checksummed too, but damage there is a
+    /// (docs/design.md §4). Superblock and home metadata are checksummed too, but damage there is a
     /// typed mount error, not something to survive.
     fn media_fault_ranges(&self) -> Vec<std::ops::Range<u64>> {
         let Ok(geom) = self.config.geometry() else { return Vec::new() };

@@ -179,6 +179,7 @@ impl Target for ToyLog {
         let appends: Vec<(u64, u64)> = workload.appends.iter().copied().take(APPENDS_MAX).collect();
         let mut acked_at = Vec::with_capacity(appends.len());
         for (index, &kv) in appends.iter().enumerate() {
+            dev.begin_step(0, index as u32);
             self.append(dev, index, kv)?;
             acked_at.push(dev.trace().len());
         }

@@ -1,4 +1,4 @@
-//! The workload language and its seeded generator (DESIGN §4, §5, §11).
+//! The workload language and its seeded generator (docs/design.md §5, §11).
 //!
 //! A [`Workload`] is pure data: per-thread operation lists, a schedule and a few options. One
 //! hand-written `arbitrary::Arbitrary` implementation is the generator: fuzz inputs
