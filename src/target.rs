@@ -9,6 +9,8 @@
 //! Architecture Invariant: the engine never names a target's types; everything it needs passes
 //! through this trait.
 
+use std::collections::BTreeMap;
+
 use crate::check::Violation;
 use crate::pmem::{CrashPoint, Device, LineWords, PmemError};
 
@@ -26,6 +28,96 @@ pub enum TargetError {
         state_count_text(*.states)
     )]
     OverBudget { point: usize, states: u128, budget: usize },
+}
+
+/// A workload that does not decode or is out of bounds: bad input, never a panic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct WorkloadError(pub String);
+
+impl WorkloadError {
+    pub fn new(message: impl std::fmt::Display) -> Self {
+        Self(message.to_string())
+    }
+}
+
+/// Options that do not build a target: an unknown bug id or setting, a bad value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    pub fn new(message: impl std::fmt::Display) -> Self {
+        Self(message.to_string())
+    }
+}
+
+/// One switchable bug of a target: off by default, switched on by id (`--bug ID`,
+/// `CRASHSIM_BUGS=ID,ID`, [`TargetOptions::bugs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct BugInfo {
+    /// Stable kebab-case id.
+    pub id: &'static str,
+    /// What the buggy code does, in one line.
+    pub summary: &'static str,
+    /// Where the bug comes from: a mailing-list thread, a paper's bug list, an upstream commit.
+    pub origin: &'static str,
+}
+
+/// What the command line, the fuzz harness and an artifact's manifest say about a target: the
+/// bugs switched on and target-defined settings (`--set KEY=VALUE`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetOptions {
+    pub bugs: Vec<String>,
+    pub settings: BTreeMap<String, String>,
+}
+
+impl TargetOptions {
+    /// Options with `bugs` switched on and no settings.
+    pub fn with_bugs<S: AsRef<str>>(bugs: &[S]) -> Self {
+        Self { bugs: bugs.iter().map(|b| b.as_ref().to_string()).collect(), settings: BTreeMap::new() }
+    }
+
+    /// The options a target's `config_json` holds (JSON `null` means none).
+    pub fn from_json(config: &serde_json::Value) -> Result<Self, ConfigError> {
+        if config.is_null() {
+            return Ok(Self::default());
+        }
+        serde_json::from_value(config.clone()).map_err(|e| ConfigError::new(format!("target options: {e}")))
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("options serialize")
+    }
+
+    /// Checks every bug id against `catalogue`; the error names the first unknown id.
+    pub fn check_bugs(&self, target: &str, catalogue: &[BugInfo]) -> Result<(), ConfigError> {
+        match self.bugs.iter().find(|b| !catalogue.iter().any(|c| c.id == b.as_str())) {
+            None => Ok(()),
+            Some(b) if catalogue.is_empty() => {
+                Err(ConfigError::new(format!("target {target} has no switchable bugs (asked for `{b}`)")))
+            }
+            Some(b) => Err(ConfigError::new(format!(
+                "target {target} has no bug `{b}`; its bugs: {}",
+                catalogue.iter().map(|c| c.id).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// The settings `known` does not name, as an error naming the first.
+    pub fn check_settings(&self, target: &str, known: &[&str]) -> Result<(), ConfigError> {
+        match self.settings.keys().find(|k| !known.contains(&k.as_str())) {
+            None => Ok(()),
+            Some(k) if known.is_empty() => {
+                Err(ConfigError::new(format!("target {target} takes no settings (got `{k}`)")))
+            }
+            Some(k) => Err(ConfigError::new(format!(
+                "target {target} has no setting `{k}`; its settings: {}",
+                known.join(", ")
+            ))),
+        }
+    }
 }
 
 /// `states`, or "at least ..." where the count saturated.
@@ -49,8 +141,14 @@ pub struct RunOutcome<R> {
 /// `fingerprint`. Recovery writes go to a private copy-on-write overlay, so `recover` may write
 /// freely; its own trace is what the engine crashes for the idempotence oracle.
 ///
-/// `recover`, `check` and `fingerprint` run under `catch_unwind`: a panic there becomes a
-/// `RecoveryFailed` violation carrying the panic message.
+/// `workload_from_seed`, `run`, `recover`, `check` and `fingerprint` run under `catch_unwind`:
+/// a panic there is reported with its seed (or, in recovery and the oracle, becomes a
+/// `RecoveryFailed` violation carrying the panic message).
+///
+/// Required: the three types, `name`, building (`from_options`, `options`), the run
+/// (`workload_from_seed`, `format`, `run`) and the crash oracle (`recover`, `check`,
+/// `fingerprint`). Everything else has a default that is correct, only slower or less
+/// informative; docs/guide.md walks through each method.
 pub trait Target: Sync {
     /// The operations a run executes. Pure data: the same workload gives the same trace.
     type Workload: Clone + std::fmt::Debug + Send + Sync + serde::Serialize + serde::de::DeserializeOwned;
@@ -58,9 +156,51 @@ pub trait Target: Sync {
     type Record: Send + Sync;
     /// A recovered (mounted) instance.
     type Mounted;
+    /// Why recovery refused an image (reported as a `RecoveryFailed` violation).
+    type Error: std::fmt::Display + std::fmt::Debug + Send + Sync + 'static;
 
     /// Stable name, used on the command line and in reports.
     fn name(&self) -> &'static str;
+
+    // ---- Building: the command line, the fuzz harness and artifacts make targets this way. ----
+
+    /// The target `options` describe: the bugs switched on (ids from
+    /// [`Target::bug_catalogue`]) and target-defined settings.
+    fn from_options(options: &TargetOptions) -> Result<Self, ConfigError>
+    where
+        Self: Sized;
+
+    /// The options that rebuild this target through [`Target::from_options`].
+    fn options(&self) -> TargetOptions;
+
+    /// The target's switchable bugs. Empty (the default): none.
+    fn bug_catalogue() -> &'static [BugInfo]
+    where
+        Self: Sized,
+    {
+        &[]
+    }
+
+    /// Everything an artifact's manifest needs to rebuild this exact target with
+    /// [`Target::from_config`]. The default is [`Target::options`] as JSON.
+    fn config_json(&self) -> serde_json::Value {
+        self.options().to_json()
+    }
+
+    /// Rebuilds the target [`Target::config_json`] describes. The default reads options.
+    fn from_config(config: &serde_json::Value) -> Result<Self, ConfigError>
+    where
+        Self: Sized,
+    {
+        Self::from_options(&TargetOptions::from_json(config)?)
+    }
+
+    /// Enabled switchable bugs, by id (for manifests and reports).
+    fn bug_ids(&self) -> Vec<String> {
+        self.options().bugs
+    }
+
+    // ---- The run. ----
 
     /// The workload for `seed`; deterministic.
     fn workload_from_seed(&self, seed: u64) -> Self::Workload;
@@ -68,15 +208,19 @@ pub trait Target: Sync {
     /// A freshly formatted device: its initial image is the formatted media, its trace empty.
     fn format(&self) -> Result<Device, TargetError>;
 
-    /// Runs `workload` on `dev`, which traces every store, flush and fence.
+    /// Runs `workload` on `dev`, which traces every store, flush and fence. A target with
+    /// several threads may mark each scheduling step with [`Device::begin_step`], so `show`
+    /// draws a timeline lane per thread.
     fn run(
         &self,
         workload: &Self::Workload,
         dev: &mut Device,
     ) -> Result<RunOutcome<Self::Record>, TargetError>;
 
+    // ---- The crash oracle. ----
+
     /// Mounts the image on `dev` (replaying any journal). An `Err` is a `RecoveryFailed`.
-    fn recover(&self, dev: &mut Device) -> Result<Self::Mounted, String>;
+    fn recover(&self, dev: &mut Device) -> Result<Self::Mounted, Self::Error>;
 
     /// Crash oracle: judges a recovered instance of a crash at `point` of the run's trace.
     fn check(
@@ -86,6 +230,24 @@ pub trait Target: Sync {
         record: &Self::Record,
         point: CrashPoint,
     ) -> Vec<Violation>;
+
+    /// A digest of the recovered logical state (the contents a user could read, the
+    /// allocation), for the idempotence oracle: a crash during recovery followed by recovery
+    /// must give the same digest as one clean recovery.
+    ///
+    /// Required, with no default: a constant would make that oracle unable to fire, and a
+    /// digest of the raw media would fire on every harmless difference (a journal slot
+    /// recovery rewrote, a checkpoint counter).
+    fn fingerprint(&self, mounted: &Self::Mounted, dev: &Device) -> u64;
+
+    /// A digest of what `check` expects at `point` (e.g. how many writes were acknowledged
+    /// before it). Two crash states with equal images and equal expectations get the same
+    /// verdict, so the engine checks only the first. The default, the point itself, is always
+    /// sound and shares nothing across points; a target whose expectations change only at
+    /// acknowledgements can return their count and let equal images at later points be skipped.
+    fn expectations_at(&self, _record: &Self::Record, point: CrashPoint) -> u64 {
+        point.0 as u64
+    }
 
     /// Crash oracle for a cut inside the store at `point` (eADR, a choice with `torn > 0`): the
     /// events before `point` completed and the store at `point` had begun, so data of the
@@ -100,6 +262,8 @@ pub trait Target: Sync {
     ) -> Vec<Violation> {
         self.check(mounted, dev, record, point)
     }
+
+    // ---- Optional: line-local verdicts (faster complete exploration). ----
 
     /// Crash oracle of one recovered metadata state of a lazily enumerated crash point: judges
     /// every crash state that the engine's lazy enumeration stands for at once. `torn`: the
@@ -149,17 +313,7 @@ pub trait Target: Sync {
         None
     }
 
-    /// A digest of the recovered logical state (file contents, allocation), for the
-    /// idempotence oracle: a crash during recovery followed by recovery must give the same.
-    fn fingerprint(&self, mounted: &Self::Mounted, dev: &Device) -> u64;
-
-    /// A digest of what `check` expects at `point` (e.g. how many writes were acknowledged
-    /// before it). Two crash states with equal images and equal expectations get the same
-    /// verdict, so the engine checks only the first; returning a constant is sound only if
-    /// `check` ignores `point`.
-    fn expectations_at(&self, record: &Self::Record, point: CrashPoint) -> u64;
-
-    // ---- Artifacts (docs/design.md §9). Defaults make a target usable without them. ----
+    // ---- Optional: inputs, artifacts and minimization (docs/design.md §9). ----
 
     /// The raw input bytes seed `seed` stands for (an artifact's `input.bin`); decoding them
     /// with [`Target::workload_from_bytes`] must give `workload_from_seed(seed)`.
@@ -168,18 +322,16 @@ pub trait Target: Sync {
     }
 
     /// The workload raw input bytes decode to (a fuzz artifact or `input.bin`).
-    fn workload_from_bytes(&self, bytes: &[u8]) -> Result<Self::Workload, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    fn workload_from_bytes(&self, bytes: &[u8]) -> Result<Self::Workload, WorkloadError> {
+        let w = serde_json::from_slice(bytes).map_err(WorkloadError::new)?;
+        self.validate_workload(&w)?;
+        Ok(w)
     }
 
-    /// Checks the bounds of a workload that did not come from the decoder (JSON, minimizer).
-    fn validate_workload(&self, _workload: &Self::Workload) -> Result<(), String> {
+    /// Checks the bounds of a workload that did not come from the generator (JSON, the
+    /// minimizer's shrink candidates, the fuzzer's decoder).
+    fn validate_workload(&self, _workload: &Self::Workload) -> Result<(), WorkloadError> {
         Ok(())
-    }
-
-    /// The target's options as JSON, for manifests; [`Target::bug_ids`] lists enabled bugs.
-    fn config_json(&self) -> serde_json::Value {
-        serde_json::Value::Null
     }
 
     /// Device byte ranges whose damage the target promises to detect (checksummed records, such
@@ -188,11 +340,6 @@ pub trait Target: Sync {
     /// `RecoveryFailed`): recovery must reject the damaged record, never apply it. Empty (the
     /// default): no media faults.
     fn media_fault_ranges(&self) -> Vec<std::ops::Range<u64>> {
-        Vec::new()
-    }
-
-    /// Enabled switchable bugs, by id.
-    fn bug_ids(&self) -> Vec<String> {
         Vec::new()
     }
 
@@ -211,14 +358,16 @@ pub trait Target: Sync {
         None
     }
 
-    /// Smaller variants of `workload` to try when minimizing, most aggressive first; each
-    /// must pass [`Target::validate_workload`]. Empty: the workload is not shrunk.
+    /// Smaller variants of `workload` to try when minimizing, most aggressive first. The
+    /// minimizer skips a candidate that fails [`Target::validate_workload`]. Empty: the
+    /// workload is not shrunk.
     fn shrink(&self, _workload: &Self::Workload) -> Vec<Self::Workload> {
         Vec::new()
     }
 
-    /// A human reading of a media word, if the target's words are self-describing.
-    fn describe_word(&self, _value: u64) -> Option<String> {
+    /// A human reading of the media word `value` at byte address `addr` (the same value means
+    /// different things at different addresses: a journal slot, a bitmap, data).
+    fn describe_word(&self, _addr: u64, _value: u64) -> Option<String> {
         None
     }
 }

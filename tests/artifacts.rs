@@ -43,7 +43,8 @@ fn canary_artifact_round_trips_and_is_byte_identical() {
     assert!(x.window.iter().any(|e| e.site.starts_with("toylog::")), "{x:?}");
     assert!(x.lines.iter().any(|l| l.units.iter().any(|u| !u.persisted)));
     // Wrong target: a typed error.
-    assert!(matches!(artifact::repro(&ToyLog::fixed(), &loaded), Err(ArtifactError::WrongTarget { .. })));
+    let daxfs = DaxfsTarget::new(RunConfig::default());
+    assert!(matches!(artifact::repro(&daxfs, &loaded), Err(ArtifactError::WrongTarget { .. })));
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -4,7 +4,7 @@
 use crashsim::check::{Violation, ViolationClass};
 use crashsim::crash::{CrashConfig, explore_seed};
 use crashsim::pmem::{CrashPoint, Device, FlushKind, PmemAddr};
-use crashsim::target::{RunOutcome, Target, TargetError};
+use crashsim::target::{ConfigError, RunOutcome, Target, TargetError, TargetOptions};
 
 const WORD: PmemAddr = PmemAddr(64);
 const COUNTER: PmemAddr = PmemAddr(128);
@@ -31,9 +31,17 @@ impl Target for OneWord {
     type Workload = u64;
     type Record = Option<usize>;
     type Mounted = (u64, u64);
+    type Error = String;
 
     fn name(&self) -> &'static str {
         "one-word"
+    }
+    // Built only by the tests themselves, never from options.
+    fn from_options(_: &TargetOptions) -> Result<Self, ConfigError> {
+        Err(ConfigError::new("a test target"))
+    }
+    fn options(&self) -> TargetOptions {
+        TargetOptions::default()
     }
     fn workload_from_seed(&self, seed: u64) -> u64 {
         seed

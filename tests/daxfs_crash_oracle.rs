@@ -98,7 +98,7 @@ fn a_corrupt_superblock_fails_recovery_with_a_typed_error() {
     let mut dev = Device::with_backing(media);
     dev.store_u64(PmemAddr(0), 0xdead_beef, "test::tamper").unwrap();
     let err = target.recover(&mut dev).expect_err("mount must refuse a corrupt superblock");
-    assert!(err.contains("corrupt"), "{err}");
+    assert!(err.to_string().contains("corrupt"), "{err}");
 }
 
 /// Under eADR a crash can cut a wide user store between two units. The oracle must then count

@@ -27,7 +27,7 @@ use crashsim::exec::crash::Scope;
 use crashsim::pmem::{
     Backing, CrashPoint, Device, LineWords, PersistenceModel, PmemAddr, SparseImage, Tracker, crash_points,
 };
-use crashsim::target::{RunOutcome, Target, TargetError};
+use crashsim::target::{ConfigError, RunOutcome, Target, TargetError, TargetOptions};
 use crashsim::targets::daxfs::DaxfsTarget;
 
 const BUGS: &[&str] = &[
@@ -286,9 +286,17 @@ impl Target for Broken {
     type Workload = u8;
     type Record = ();
     type Mounted = ();
+    type Error = String;
 
     fn name(&self) -> &'static str {
         "broken-line-local"
+    }
+    // Built only by the tests themselves, never from options.
+    fn from_options(_: &TargetOptions) -> Result<Self, ConfigError> {
+        Err(ConfigError::new("a test target"))
+    }
+    fn options(&self) -> TargetOptions {
+        TargetOptions::default()
     }
     fn workload_from_seed(&self, _seed: u64) -> u8 {
         0

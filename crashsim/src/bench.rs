@@ -1,6 +1,7 @@
-//! `bench`: times the ordinary crash sweep of daxfs once per allocation policy (and, with
-//! `--eadr`, once under eADR) and prints one table row per sweep; `--bandwidth` adds this
-//! machine's memory bandwidth, for scale.
+//! `bench`: times the ordinary crash sweep of a target once per row its registration names
+//! (for `crashsim`'s default target: one per allocation policy, and with `--eadr` one under
+//! eADR) and prints one table row per sweep; `--bandwidth` adds this machine's memory
+//! bandwidth, for scale.
 //!
 //! The sweep summary does not aggregate the lazy-enumeration counters of `WorkloadReport`
 //! (`recoveries`, `others_judged`, `verdicts_reused`), so each sweep writes its results file
@@ -14,25 +15,24 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 use crashsim::crash::{CrashConfig, WorkloadReport};
-use crashsim::daxfs::fs::AllocPolicy;
-use crashsim::exec::RunConfig;
 use crashsim::pmem::PersistenceModel;
-use crashsim::sweep::{self, RESULTS_FILE, RunOptions, SeedRange, SweepConfig};
-use crashsim::targets::daxfs::DaxfsTarget;
+use crashsim::sweep::{RESULTS_FILE, RunOptions, SeedRange, SweepConfig};
 
+use crate::registry::{BenchRow, Registered, registry};
 use crate::{Format, UsageError, grouped, parse_jobs, parse_seeds};
 
-/// Time the crash sweep of daxfs: one row per allocation policy (and one under eADR).
+/// Time the crash sweep of a target: one row per configuration its registration names.
 ///
 /// Each row runs the ordinary sweep (`crashsim sweep`, default crash config: ADR, fence crash
-/// points, --strategy lazy) of the daxfs target over --seeds with --jobs workers, with the
-/// daxfs allocation policy fixed to zero-before-commit, then to unwritten-end-io. --eadr adds a
-/// third row: --model eadr (store crash points), policy chosen per workload as `sweep` does.
-/// Violations do not stop a row (they are counted in the JSON); the exit code is 3 if a seed
-/// could not run, else 0.
+/// points, --strategy lazy; eADR rows: store crash points) of the target over --seeds with
+/// --jobs workers. For crashsim's default target the rows fix the allocation policy to
+/// zero-before-commit, then to unwritten-end-io; --eadr adds a third row, --model eadr with
+/// the policy chosen per workload as `sweep` does. A target registered without rows gets one
+/// row of default options (and one under eADR with --eadr). Violations do not stop a row (they
+/// are counted in the JSON); the exit code is 3 if a seed could not run, else 0.
 ///
 /// Columns:
-///   row          persistence model and daxfs allocation policy of the sweep
+///   row          the row's name: persistence model and target settings of the sweep
 ///   wall_s       wall-clock seconds of the whole sweep (run-time pass, crash exploration,
 ///                and one fsync'd results line per seed)
 ///   recoveries   recoveries run, summed over workloads (WorkloadReport::recoveries)
@@ -61,6 +61,9 @@ use crate::{Format, UsageError, grouped, parse_jobs, parse_seeds};
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct BenchArgs {
+    /// Target to time [default: the first registered].
+    #[arg(long)]
+    target: Option<String>,
     /// Seed range A..B (half-open) of every row.
     #[arg(long, default_value = "0..50", value_parser = parse_seeds)]
     seeds: SeedRange,
@@ -84,7 +87,8 @@ struct Row {
     /// "adr zero-before-commit", ...
     row: String,
     model: String,
-    policy: String,
+    /// The target settings of the row, `KEY=VALUE` separated by spaces ("" for defaults).
+    settings: String,
     seeds: String,
     jobs: usize,
     workloads: u64,
@@ -115,39 +119,27 @@ struct Bandwidth {
     copy_gb_s: f64,
 }
 
-/// One row's configuration.
-struct Plan {
-    name: &'static str,
-    model: PersistenceModel,
-    /// `None`: chosen per workload.
-    policy: Option<AllocPolicy>,
-}
-
 pub(crate) fn bench_command(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if args.format == Format::Junit {
         return Err(UsageError("bench prints text or json".to_string()).into());
     }
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let mut plans = vec![
-        Plan {
-            name: "adr zero-before-commit",
-            model: PersistenceModel::Adr,
-            policy: Some(AllocPolicy::ZeroBeforeCommit),
-        },
-        Plan {
-            name: "adr unwritten-end-io",
-            model: PersistenceModel::Adr,
-            policy: Some(AllocPolicy::UnwrittenEndIo),
-        },
-    ];
-    if args.eadr {
-        plans.push(Plan { name: "eadr per-workload", model: PersistenceModel::Eadr, policy: None });
-    }
+    let registry = registry();
+    let entry = registry.get(args.target.as_deref())?;
+    let target = entry.target.as_ref();
+    let rows = if entry.bench_rows.is_empty() {
+        vec![BenchRow::adr("adr", &[]), BenchRow::eadr("eadr", &[])]
+    } else {
+        entry.bench_rows.clone()
+    };
+    let plans: Vec<BenchRow> =
+        rows.into_iter().filter(|r| args.eadr || r.model == PersistenceModel::Adr).collect();
     let scratch = ScratchDir::new()?;
     let text = args.format == Format::Text;
     if text {
         println!(
-            "crashsim bench: daxfs, seeds {}, --jobs {jobs}, default crash config (strategy {})",
+            "crashsim bench: {}, seeds {}, --jobs {jobs}, default crash config (strategy {})",
+            target.name(),
             args.seeds,
             CrashConfig::default().strategy
         );
@@ -155,7 +147,7 @@ pub(crate) fn bench_command(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let mut rows = Vec::new();
     for (i, plan) in plans.iter().enumerate() {
-        let row = run_row(plan, args.seeds, jobs, &scratch.0.join(format!("row{i}")))?;
+        let row = run_row(target, plan, args.seeds, jobs, &scratch.0.join(format!("row{i}")))?;
         if text {
             println!("{}", text_line(&row));
         }
@@ -181,7 +173,7 @@ pub(crate) fn bench_command(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         let out = serde_json::json!({
-            "target": "daxfs",
+            "target": target.name(),
             "seeds": args.seeds.to_string(),
             "jobs": jobs,
             "strategy": CrashConfig::default().strategy.to_string(),
@@ -193,16 +185,13 @@ pub(crate) fn bench_command(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(if rows.iter().any(|r| r.errors > 0) { 3 } else { 0 }))
 }
 
-fn run_row(plan: &Plan, seeds: SeedRange, jobs: usize, dir: &Path) -> anyhow::Result<Row> {
-    let mut run = RunConfig::default();
-    match plan.policy {
-        None => run.policy_per_workload = true,
-        Some(p) => {
-            run.policy_per_workload = false;
-            run.mount.policy = p;
-        }
-    }
-    let target = DaxfsTarget::new(run);
+fn run_row(
+    target: &dyn Registered,
+    plan: &BenchRow,
+    seeds: SeedRange,
+    jobs: usize,
+    dir: &Path,
+) -> anyhow::Result<Row> {
     let crash = CrashConfig {
         model: plan.model,
         granularity: CrashConfig::complete_granularity(plan.model),
@@ -213,8 +202,9 @@ fn run_row(plan: &Plan, seeds: SeedRange, jobs: usize, dir: &Path) -> anyhow::Re
     let opts = RunOptions { results: Some(results.clone()), ..RunOptions::default() };
     let peak_rss_reset = reset_peak_rss();
     let start = Instant::now();
-    let summary =
-        sweep::run_with(&target, &cfg, &opts, &|_| {}).with_context(|| format!("bench row {}", plan.name))?;
+    let summary = target
+        .sweep_summary(&plan.options, &cfg, &opts)
+        .with_context(|| format!("bench row {}", plan.name))?;
     let wall = start.elapsed();
     let peak_rss_mib = peak_rss_mib();
     let totals = sum_reports(&results)?;
@@ -224,11 +214,7 @@ fn run_row(plan: &Plan, seeds: SeedRange, jobs: usize, dir: &Path) -> anyhow::Re
     Ok(Row {
         row: plan.name.to_string(),
         model: plan.model.to_string(),
-        policy: match plan.policy {
-            None => "per-workload".to_string(),
-            Some(AllocPolicy::ZeroBeforeCommit) => "zero-before-commit".to_string(),
-            Some(AllocPolicy::UnwrittenEndIo) => "unwritten-end-io".to_string(),
-        },
+        settings: plan.options.settings.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
         seeds: seeds.to_string(),
         jobs,
         workloads: summary.workloads,

@@ -12,40 +12,12 @@ use crashsim::artifact::{
 use crashsim::crash::explore_workload;
 use crashsim::sweep::{SweepSummary, merge_summaries, summary_from_results};
 use crashsim::target::Target;
-use crashsim::targets::daxfs::DaxfsTarget;
-use crashsim::targets::toylog::ToyLog;
 
+use crate::registry::registry;
 use crate::{
-    Format, MergeArgs, MinimizeArgs, ReproArgs, RunArgs, ShowArgs, TargetName, UsageError, coverage_text,
-    crash_config, daxfs_target, print_summary, reject_daxfs_options, summary_exit, with_target,
+    Format, MergeArgs, MinimizeArgs, ReproArgs, RunArgs, ShowArgs, UsageError, coverage_text, crash_config,
+    print_summary, summary_exit, target_options,
 };
-
-/// Calls `$body` with `$t` bound to the target a loaded artifact's manifest names.
-macro_rules! with_manifest_target {
-    ($loaded:expr, |$t:ident| $body:expr) => {{
-        let m = &$loaded.manifest;
-        match m.target.as_str() {
-            "daxfs" => {
-                let $t = &DaxfsTarget::from_config_json(&m.target_config).map_err(|e| {
-                    anyhow::anyhow!("{}: {e}", $loaded.dir.join(artifact::MANIFEST_FILE).display())
-                })?;
-                $body
-            }
-            "toylog" => {
-                let $t = &ToyLog::fixed();
-                $body
-            }
-            "toylog-broken" => {
-                let $t = &ToyLog::broken();
-                $body
-            }
-            other => anyhow::bail!(
-                "{}: unknown target `{other}`",
-                $loaded.dir.join(artifact::MANIFEST_FILE).display()
-            ),
-        }
-    }};
-}
 
 fn load(dir: &Path) -> anyhow::Result<Loaded> {
     Ok(artifact::load(dir)?)
@@ -55,11 +27,15 @@ pub fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if args.explore.format == Format::Junit {
         return Err(UsageError("run prints text or json; junit is for sweeps".to_string()).into());
     }
-    with_target!(&args.explore, |t| run_input(t, args))
+    let e = &args.explore;
+    registry().get(e.target.as_deref())?.target.run(&target_options(e)?, args)
 }
 
 /// A JSON workload if the bytes parse as one, else raw bytes through the target's decoder.
-fn decode_input<T: Target>(t: &T, bytes: &[u8]) -> Result<(T::Workload, InputKind), String> {
+fn decode_input<T: Target>(
+    t: &T,
+    bytes: &[u8],
+) -> Result<(T::Workload, InputKind), crashsim::target::WorkloadError> {
     if let Ok(w) = serde_json::from_slice::<T::Workload>(bytes) {
         t.validate_workload(&w)?;
         return Ok((w, InputKind::Json));
@@ -67,7 +43,7 @@ fn decode_input<T: Target>(t: &T, bytes: &[u8]) -> Result<(T::Workload, InputKin
     Ok((t.workload_from_bytes(bytes)?, InputKind::Raw))
 }
 
-fn run_input<T: Target>(t: &T, args: &RunArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run_input<T: Target>(t: &T, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let path = &args.input;
     let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
     if bytes.len() as u64 > INPUT_BYTES_MAX {
@@ -133,7 +109,7 @@ fn run_input<T: Target>(t: &T, args: &RunArgs) -> anyhow::Result<ExitCode> {
 
 pub fn repro_command(args: &ReproArgs) -> anyhow::Result<ExitCode> {
     let loaded = load(&args.dir)?;
-    let report = with_manifest_target!(loaded, |t| artifact::repro(t, &loaded)?);
+    let report = registry().for_artifact(&loaded)?.repro(&loaded)?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         _ => {
@@ -166,7 +142,7 @@ pub fn minimize_command(args: &MinimizeArgs) -> anyhow::Result<ExitCode> {
         name.push("-min");
         args.dir.with_file_name(name)
     });
-    let m = with_manifest_target!(loaded, |t| artifact::minimize(t, &loaded, &out, !args.no_image)?);
+    let m = registry().for_artifact(&loaded)?.minimize(&loaded, &out, !args.no_image)?;
     println!("minimized {} -> {} ({} explorations)", args.dir.display(), m.path.display(), m.runs);
     println!("{:<18} {:>8} {:>8}", "", "before", "after");
     println!("{:<18} {:>8} {:>8}", "operations", m.before.ops, m.after.ops);
@@ -179,7 +155,7 @@ pub fn minimize_command(args: &MinimizeArgs) -> anyhow::Result<ExitCode> {
 /// Loads and explains the artifact in `dir`.
 pub(crate) fn explain_dir(dir: &Path) -> anyhow::Result<artifact::Explanation> {
     let loaded = load(dir)?;
-    Ok(with_manifest_target!(loaded, |t| artifact::explain(t, &loaded)?))
+    registry().for_artifact(&loaded)?.explain(&loaded)
 }
 
 pub fn show_command(args: &ShowArgs) -> anyhow::Result<ExitCode> {

@@ -17,8 +17,8 @@ fn bench_json_has_a_row_per_policy_with_recoveries() {
     assert!(v["bandwidth"].is_null(), "{v}");
     let rows = v["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 2, "{v}");
-    let policies: Vec<&str> = rows.iter().map(|r| r["policy"].as_str().unwrap_or("")).collect();
-    assert_eq!(policies, ["zero-before-commit", "unwritten-end-io"]);
+    let settings: Vec<&str> = rows.iter().map(|r| r["settings"].as_str().unwrap_or("")).collect();
+    assert_eq!(settings, ["policy=zero-before-commit", "policy=unwritten-end-io"]);
     for r in rows {
         assert_eq!(r["model"], "adr", "{r}");
         for key in [

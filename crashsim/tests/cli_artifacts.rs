@@ -47,7 +47,9 @@ fn sweep_writes_artifacts_that_repro_exits_1_and_bad_ones_exit_3() {
     let run = crashsim(&[
         "sweep",
         "--target",
-        "toylog-broken",
+        "toylog",
+        "--bug",
+        "commit-before-slot-durable",
         "--seeds",
         "0..4",
         "--format",
@@ -78,7 +80,9 @@ fn union_of_shards_equals_the_unsharded_run() {
     let base = [
         "sweep",
         "--target",
-        "toylog-broken",
+        "toylog",
+        "--bug",
+        "commit-before-slot-durable",
         "--seeds",
         "3..20",
         "--format",
@@ -164,7 +168,16 @@ fn run_takes_a_json_workload_and_partition_rejects_nonsense() {
     let out = scratch("run");
     let input = out.join("w.json");
     std::fs::write(&input, r#"{"appends": [[1, 2], [3, 4]]}"#).unwrap();
-    let run = crashsim(&["run", "--target", "toylog-broken", s(&input), "--out", s(&out)]);
+    let run = crashsim(&[
+        "run",
+        "--target",
+        "toylog",
+        "--bug",
+        "commit-before-slot-durable",
+        s(&input),
+        "--out",
+        s(&out),
+    ]);
     assert_eq!(code(&run), 1, "{}", String::from_utf8_lossy(&run.stderr));
     assert!(String::from_utf8_lossy(&run.stdout).contains("artifact: "));
     let clean = crashsim(&["run", "--target", "toylog", s(&input), "--out", s(&out)]);

@@ -261,7 +261,9 @@ fn bad_input_messages_name_what_was_expected() {
     let sweep = crashsim(&[
         "sweep",
         "--target",
-        "toylog-broken",
+        "toylog",
+        "--bug",
+        "commit-before-slot-durable",
         "--seeds",
         "0..2",
         "--format",

@@ -16,7 +16,17 @@ fn json(out: &Output) -> serde_json::Value {
 
 #[test]
 fn canary_target_exits_1_with_violations_in_json() {
-    let out = crashsim(&["sweep", "--target", "toylog-broken", "--seeds", "0..4", "--format", "json"]);
+    let out = crashsim(&[
+        "sweep",
+        "--target",
+        "toylog",
+        "--bug",
+        "commit-before-slot-durable",
+        "--seeds",
+        "0..4",
+        "--format",
+        "json",
+    ]);
     assert_eq!(code(&out), 1, "{}", String::from_utf8_lossy(&out.stderr));
     let s = json(&out);
     for field in ["workloads", "crash_points", "crash_states", "unique_states", "elapsed_s", "states_per_s"] {
@@ -38,8 +48,17 @@ fn fixed_target_exits_0_and_text_says_clean() {
 
 #[test]
 fn text_output_prints_a_repro_command_that_reproduces() {
-    let out =
-        crashsim(&["sweep", "--target", "toylog-broken", "--seeds", "5..7", "--strategy", "exhaustive"]);
+    let out = crashsim(&[
+        "sweep",
+        "--target",
+        "toylog",
+        "--bug",
+        "commit-before-slot-durable",
+        "--seeds",
+        "5..7",
+        "--strategy",
+        "exhaustive",
+    ]);
     assert_eq!(code(&out), 1);
     let text = String::from_utf8_lossy(&out.stdout);
     let repro = text.lines().find_map(|l| l.trim().strip_prefix("repro: crashsim ")).expect("repro line");
@@ -56,7 +75,18 @@ fn jobs_do_not_change_the_json_summary() {
         obj.remove("states_per_s");
         s
     };
-    let args = ["sweep", "--target", "toylog-broken", "--seeds", "0..12", "--format", "json", "--jobs"];
+    let args = [
+        "sweep",
+        "--target",
+        "toylog",
+        "--bug",
+        "commit-before-slot-durable",
+        "--seeds",
+        "0..12",
+        "--format",
+        "json",
+        "--jobs",
+    ];
     let one = crashsim(&[&args[..], &["1"]].concat());
     let two = crashsim(&[&args[..], &["2"]].concat());
     assert_eq!(strip(&one), strip(&two));
@@ -88,7 +118,9 @@ fn eadr_with_store_crash_points_keeps_the_broken_order_harmless() {
     let out = crashsim(&[
         "sweep",
         "--target",
-        "toylog-broken",
+        "toylog",
+        "--bug",
+        "commit-before-slot-durable",
         "--seeds",
         "0..4",
         "--model",
@@ -105,7 +137,9 @@ fn budget_and_fail_fast_are_accepted() {
     let out = crashsim(&[
         "sweep",
         "--target",
-        "toylog-broken",
+        "toylog",
+        "--bug",
+        "commit-before-slot-durable",
         "--seeds",
         "0..50",
         "--fail-fast",
@@ -127,10 +161,21 @@ fn bugs_lists_the_catalogue() {
     let rows = json(&out);
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), crashsim::daxfs::bugs::CATALOGUE.len());
-    assert!(rows.iter().all(|r| r["id"].is_string() && r["seed"].is_string() && r["classes"].is_array()));
+    assert!(rows.iter().all(|r| r["id"].is_string() && r["summary"].is_string() && r["origin"].is_string()));
     let text = crashsim(&["bugs"]);
     assert_eq!(code(&text), 0);
     assert!(String::from_utf8_lossy(&text.stdout).contains("replay-not-idempotent"));
+    // Every registered target lists its own.
+    let toy = crashsim(&["bugs", "--target", "toylog", "--format", "json"]);
+    assert_eq!(code(&toy), 0);
+    assert_eq!(json(&toy)[0]["id"], "commit-before-slot-durable");
+    let wrong = crashsim(&["sweep", "--target", "toylog", "--bug", "no-zero-on-alloc"]);
+    assert_eq!(code(&wrong), 2);
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        err.contains("toylog has no bug `no-zero-on-alloc`") && err.contains("commit-before-slot-durable"),
+        "{err}"
+    );
 }
 
 #[test]

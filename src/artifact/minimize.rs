@@ -91,6 +91,10 @@ pub fn minimize<T: Target>(
             if runs >= MINIMIZE_RUNS_MAX {
                 break 'shrink;
             }
+            // A target's shrinker may step out of its own bounds; such a candidate is skipped.
+            if target.validate_workload(&candidate).is_err() {
+                continue;
+            }
             if holds(&candidate, &mut runs)? {
                 workload = candidate;
                 continue 'shrink;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::check::Violation;
 use crate::crash::{RecoveryCrash, Replay, judge_image, replay_run};
 use crate::pmem::{Backing, View};
-use crate::target::Target;
+use crate::target::{Target, WorkloadError};
 
 use super::{ArtifactError, IMAGE_FILE, INPUT_FILE, InputKind, Loaded, MANIFEST_FILE};
 
@@ -36,7 +36,7 @@ pub fn workload_of<T: Target>(target: &T, loaded: &Loaded) -> Result<T::Workload
     }
     let workload = match m.input.kind {
         InputKind::Raw => target.workload_from_bytes(&loaded.input),
-        InputKind::Json => serde_json::from_slice(&loaded.input).map_err(|e| e.to_string()),
+        InputKind::Json => serde_json::from_slice(&loaded.input).map_err(WorkloadError::new),
     }
     .and_then(|w| target.validate_workload(&w).map(|()| w))
     .map_err(|e| ArtifactError::corrupt(&path, format!("bad workload: {e}")))?;

@@ -195,7 +195,7 @@ pub fn explain<T: Target>(target: &T, loaded: &Loaded) -> Result<Explanation, Ar
             seq: u.seq,
             site: replay.trace.event(u.seq).site.to_string(),
             persisted,
-            reading: target.describe_word(u.value),
+            reading: target.describe_word(u.addr, u.value),
         };
         let offending = v.addr.map(|a| a.line());
         let mut order: Vec<usize> = (0..state.lines.len()).collect();
@@ -430,7 +430,7 @@ fn word_at<T: Target>(target: &T, media: &dyn crate::pmem::Backing, addr: u64) -
     let mut b = [0u8; 8];
     media.read_at(addr, &mut b);
     let value = u64::from_le_bytes(b);
-    WordNote { addr, value, reading: target.describe_word(value) }
+    WordNote { addr, value, reading: target.describe_word(addr, value) }
 }
 
 fn window(trace: &Trace, center: usize, crash: bool) -> Vec<EventLine> {

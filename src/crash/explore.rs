@@ -63,7 +63,7 @@ pub fn explore_seed<T: Target>(
     cfg: &CrashConfig,
     seed: u64,
 ) -> Result<WorkloadReport, TargetError> {
-    explore_workload(target, cfg, seed, &target.workload_from_seed(seed), None)
+    explore_workload(target, cfg, seed, &super::workload_for_seed(target, seed)?, None)
 }
 
 /// [`explore_seed`], abandoned as soon as `stop` is set: `Ok(None)` then (nothing of the seed
@@ -74,7 +74,7 @@ pub fn explore_seed_until<T: Target>(
     seed: u64,
     stop: &AtomicBool,
 ) -> Result<Option<WorkloadReport>, TargetError> {
-    explore(target, cfg, seed, &target.workload_from_seed(seed), None, Some(stop), None)
+    explore(target, cfg, seed, &super::workload_for_seed(target, seed)?, None, Some(stop), None)
 }
 
 /// Runs `workload` on a fresh image and explores its crash states; `stream_seed` seeds the
@@ -371,7 +371,7 @@ impl<T: Target> Explorer<'_, '_, T> {
         let mut dev = Device::with_backing(backing);
         let (target, record) = (self.target, self.record);
         let clean = guarded(|| {
-            let mounted = target.recover(&mut dev)?;
+            let mounted = target.recover(&mut dev).map_err(|e| e.to_string())?;
             Ok((oracle(target, &mounted, &dev, record, (point, torn)), target.fingerprint(&mounted, &dev)))
         });
         self.after_recovery(&dev, clean, recovery_rng)
@@ -438,7 +438,7 @@ pub(super) fn recover_again<T: Target>(
     let view = View::new(state, choice).expect("choice fits its recovery crash state");
     let mut dev = Device::with_backing(Arc::new(view));
     let again = guarded(|| {
-        let mounted = target.recover(&mut dev)?;
+        let mounted = target.recover(&mut dev).map_err(|e| e.to_string())?;
         Ok(target.fingerprint(&mounted, &dev))
     });
     let mut v = match again {

@@ -20,7 +20,7 @@ pub use explore::{
     StateObserver, WorkloadReport, explore_observed, explore_seed, explore_seed_until, explore_workload,
 };
 pub use guard::guarded;
-pub use replay::{RecoveryCrash, Replay, judge_image, replay_run};
+pub use replay::{RecoveryCrash, Replay, judge_image, replay_run, workload_for_seed};
 
 use crate::pmem::{Granularity, PersistenceModel};
 

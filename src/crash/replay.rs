@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::check::{Violation, ViolationClass};
 use crate::pmem::{Backing, Choice, CrashPoint, CrashState, Device, PersistenceModel, Trace, Tracker, View};
-use crate::target::Target;
+use crate::target::{Target, TargetError};
 
 use super::explore::recover_again;
 use super::guarded;
@@ -22,6 +22,12 @@ pub struct Replay<R> {
     pub record: R,
     /// Run-time violations, without engine evidence.
     pub run_violations: Vec<Violation>,
+}
+
+/// The workload for `seed`; a panic in the target's generator becomes an error naming the seed.
+pub fn workload_for_seed<T: Target>(target: &T, seed: u64) -> Result<T::Workload, TargetError> {
+    guarded(|| Ok(target.workload_from_seed(seed)))
+        .map_err(|panic| TargetError::Other(format!("workload_from_seed({seed}) panicked: {panic}")))
 }
 
 /// Formats a device and runs `workload` on it; a panic in the target becomes an `Err`.
@@ -90,7 +96,7 @@ pub fn judge_image<T: Target>(
 ) -> Result<Vec<Violation>, String> {
     let mut dev = Device::with_backing(image);
     let clean = guarded(|| {
-        let mounted = target.recover(&mut dev)?;
+        let mounted = target.recover(&mut dev).map_err(|e| e.to_string())?;
         Ok((oracle(target, &mounted, &dev, record, (point, torn)), target.fingerprint(&mounted, &dev)))
     });
     let (mut found, fingerprint) = match clean {

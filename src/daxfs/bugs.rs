@@ -182,6 +182,55 @@ const fn row(
 
 const _: () = assert!(CATALOGUE.len() == 19);
 
+/// The catalogue as every target lists its bugs ([`crate::target::Target::bug_catalogue`]):
+/// id, what the buggy model does, and the thread it comes from.
+pub static TARGET_CATALOGUE: [crate::target::BugInfo; CATALOGUE.len()] = {
+    let mut out = [crate::target::BugInfo { id: "", summary: "", origin: "" }; CATALOGUE.len()];
+    let mut i = 0;
+    while i < CATALOGUE.len() {
+        let r = &CATALOGUE[i];
+        out[i] = crate::target::BugInfo { id: r.id, summary: r.description, origin: thread_of(r.seed) };
+        i += 1;
+    }
+    out
+};
+
+/// The mailing-list thread (or other origin) a catalogue tag stands for (docs/design.md §7).
+const fn thread_of(tag: &str) -> &'static str {
+    const THREADS: [(&str, &str); 7] = [
+        ("000", "thread 000: Dave Chinner's 2014 review of the DAX page-fault handler"),
+        ("001", "thread 001: the 2018 put_user_page() discussion (GUP pins and DAX)"),
+        ("002", "thread 002: Jan Kara's 2016 \"dax: fix data corruption race\""),
+        ("003", "thread 003: Jan Kara's 2020 reply on \"xfs: ->map_pages needs MMAPLOCK_SHARED\""),
+        ("004", "thread 004: Jeff Layton's 2017 review of the DAX truncate-vs-DMA series"),
+        ("002/000", "threads 002 and 000: the zero-page race and the unzeroed allocation together"),
+        ("journal", "classic journaling mistakes (no thread)"),
+    ];
+    let mut i = 0;
+    while i < THREADS.len() {
+        if same(THREADS[i].0, tag) {
+            return THREADS[i].1;
+        }
+        i += 1;
+    }
+    panic!("a catalogue tag without a thread");
+}
+
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 impl Bug {
     pub fn info(self) -> &'static BugInfo {
         CATALOGUE.iter().find(|r| r.bug == self).expect("every bug has a catalogue row")

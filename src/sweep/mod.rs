@@ -439,8 +439,8 @@ pub fn shard_seeds(range: SeedRange, partition: Option<Partition>) -> impl Itera
 /// Whether the run-time oracles flag seed `seed` (a seed that cannot run counts: exploring it
 /// reports the error).
 fn run_time_flags<T: Target>(target: &T, seed: u64) -> bool {
-    crate::crash::replay_run(target, &target.workload_from_seed(seed))
-        .map_or(true, |r| !r.run_violations.is_empty())
+    let Ok(workload) = crate::crash::workload_for_seed(target, seed) else { return true };
+    crate::crash::replay_run(target, &workload).map_or(true, |r| !r.run_violations.is_empty())
 }
 
 fn one_seed<T: Target>(target: &T, shared: &Shared<'_>, seed: u64) -> SeedOutcome {

@@ -4,14 +4,17 @@
 //! daxfs types (Architecture Invariant).
 
 use crate::check::{Violation, ViolationClass};
+use crate::daxfs::bugs::{BugSet, TARGET_CATALOGUE};
+use crate::daxfs::fs::AllocPolicy;
 use crate::daxfs::store::MetaStore;
 use crate::daxfs::tag::Word;
+use crate::daxfs::types::FsError;
 use crate::exec::crash::{CrashClass, CrashFinding, Scope};
 use crate::exec::record::RunRecord;
 use crate::exec::{self, Finding, FindingClass, RunConfig};
 use crate::pmem::{CrashPoint, Device, LineWords, PmemAddr};
 use crate::sched::Step;
-use crate::target::{RunOutcome, Target, TargetError};
+use crate::target::{BugInfo, ConfigError, RunOutcome, Target, TargetError, TargetOptions, WorkloadError};
 use crate::workload::{Op, Workload};
 
 /// daxfs with a device geometry, mount options and enabled bugs.
@@ -292,13 +295,75 @@ fn crash_violation(f: CrashFinding) -> Violation {
     v
 }
 
+/// The settings daxfs takes (`--set KEY=VALUE`).
+const SETTINGS: [&str; 2] = ["policy", "pmd_blocks"];
+
 impl Target for DaxfsTarget {
     type Workload = Workload;
     type Record = RunRecord;
     type Mounted = MetaStore;
+    type Error = FsError;
 
     fn name(&self) -> &'static str {
         "daxfs"
+    }
+
+    /// Settings: `policy` = `per-workload` (the default: a hash of the workload picks, so a
+    /// sweep covers both), `zero-before-commit` or `unwritten-end-io`; `pmd_blocks` = the PMD
+    /// size in 4 KiB blocks, a power of two in 2..=512 (default 512, the faithful 2 MiB).
+    fn from_options(options: &TargetOptions) -> Result<Self, ConfigError> {
+        options.check_settings("daxfs", &SETTINGS)?;
+        let mut config = RunConfig::default();
+        config.mount.bugs = BugSet::parse_list(&options.bugs.join(",")).map_err(ConfigError::new)?;
+        match options.settings.get("policy").map(String::as_str) {
+            None | Some("per-workload") => config.policy_per_workload = true,
+            Some("zero-before-commit") => config.mount.policy = AllocPolicy::ZeroBeforeCommit,
+            Some("unwritten-end-io") => config.mount.policy = AllocPolicy::UnwrittenEndIo,
+            Some(other) => {
+                return Err(ConfigError::new(format!(
+                    "daxfs policy `{other}`: one of per-workload, zero-before-commit, unwritten-end-io"
+                )));
+            }
+        }
+        if let Some(pmd) = options.settings.get("pmd_blocks") {
+            config.pmd_blocks = match pmd.parse::<u64>() {
+                Ok(n) if n.is_power_of_two() && (2..=512).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::new(format!(
+                        "daxfs pmd_blocks `{pmd}`: a power of two in 2..=512"
+                    )));
+                }
+            };
+        }
+        Ok(Self::new(config))
+    }
+
+    fn options(&self) -> TargetOptions {
+        let mut options = TargetOptions::with_bugs(&self.config.mount.bugs.ids());
+        if !self.config.policy_per_workload {
+            let policy = match self.config.mount.policy {
+                AllocPolicy::ZeroBeforeCommit => "zero-before-commit",
+                AllocPolicy::UnwrittenEndIo => "unwritten-end-io",
+            };
+            options.settings.insert("policy".to_string(), policy.to_string());
+        }
+        if self.config.pmd_blocks != RunConfig::default().pmd_blocks {
+            options.settings.insert("pmd_blocks".to_string(), self.config.pmd_blocks.to_string());
+        }
+        options
+    }
+
+    fn bug_catalogue() -> &'static [BugInfo] {
+        &TARGET_CATALOGUE
+    }
+
+    /// The whole run configuration (geometry too), so an artifact rebuilds exactly.
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn from_config(config: &serde_json::Value) -> Result<Self, ConfigError> {
+        Self::from_config_json(config).map_err(ConfigError::new)
     }
 
     fn workload_from_seed(&self, seed: u64) -> Workload {
@@ -320,12 +385,10 @@ impl Target for DaxfsTarget {
         })
     }
 
-    fn recover(&self, dev: &mut Device) -> Result<MetaStore, String> {
+    fn recover(&self, dev: &mut Device) -> Result<MetaStore, FsError> {
         // fsck problems are not a mount failure here: `check` reports them as
         // AllocatorInconsistent, a truer class than RecoveryFailed.
-        MetaStore::mount_unchecked(dev, self.config.mount.bugs)
-            .map(|(store, _, _)| store)
-            .map_err(|e| e.to_string())
+        MetaStore::mount_unchecked(dev, self.config.mount.bugs).map(|(store, _, _)| store)
     }
 
     /// The journal: every record and commit carries a crc, and replay must reject a damaged one
@@ -403,16 +466,12 @@ impl Target for DaxfsTarget {
         Workload::seed_input(seed)
     }
 
-    fn workload_from_bytes(&self, bytes: &[u8]) -> Result<Workload, String> {
-        Workload::from_bytes(bytes).map_err(|e| e.to_string())
+    fn workload_from_bytes(&self, bytes: &[u8]) -> Result<Workload, WorkloadError> {
+        Workload::from_bytes(bytes).map_err(WorkloadError::new)
     }
 
-    fn validate_workload(&self, workload: &Workload) -> Result<(), String> {
-        workload.validate().map_err(|e| e.to_string())
-    }
-
-    fn config_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.config).unwrap_or(serde_json::Value::Null)
+    fn validate_workload(&self, workload: &Workload) -> Result<(), WorkloadError> {
+        workload.validate().map_err(WorkloadError::new)
     }
 
     fn bug_ids(&self) -> Vec<String> {
@@ -438,7 +497,7 @@ impl Target for DaxfsTarget {
         Some(Self::new(config))
     }
 
-    fn describe_word(&self, value: u64) -> Option<String> {
+    fn describe_word(&self, _addr: u64, value: u64) -> Option<String> {
         Some(describe(value))
     }
 }

@@ -13,9 +13,10 @@
 use std::sync::Arc;
 
 use crate::check::{Violation, ViolationClass};
+use crate::pmem::PmemError;
 use crate::pmem::{Background, CrashPoint, Device, FlushKind, LINE_BYTES, PmemAddr};
 use crate::rng::{Rng as _, rng_from_seed};
-use crate::target::{RunOutcome, Target, TargetError};
+use crate::target::{BugInfo, ConfigError, RunOutcome, Target, TargetError, TargetOptions, WorkloadError};
 
 /// Appends per workload, at most.
 pub const APPENDS_MAX: usize = 8;
@@ -106,16 +107,15 @@ impl ToyLog {
 
     /// Recovery's write: zero the slot after the last committed one, so a torn append never
     /// mixes with the next. Idempotent by construction.
-    fn scrub(dev: &mut Device, index: usize) -> Result<(), String> {
+    fn scrub(dev: &mut Device, index: usize) -> Result<(), ToyError> {
         let slot = slot_addr(index);
         if slot.0 + LINE_BYTES > dev.size_bytes() {
             return Ok(());
         }
         let zeros = [0u8; SLOT_WORDS * 8];
-        let e = |e: crate::pmem::PmemError| e.to_string();
-        dev.store(slot, &zeros, "toylog::recover::scrub").map_err(e)?;
-        dev.flush(slot, zeros.len() as u64, FlushKind::Clwb, "toylog::recover::scrub").map_err(e)?;
-        dev.fence("toylog::recover::scrub").map_err(e)
+        dev.store(slot, &zeros, "toylog::recover::scrub")?;
+        dev.flush(slot, zeros.len() as u64, FlushKind::Clwb, "toylog::recover::scrub")?;
+        Ok(dev.fence("toylog::recover::scrub")?)
     }
 
     fn check_slot(&self, index: usize, words: &[u64; SLOT_WORDS], rec: &ToyRecord) -> Option<Violation> {
@@ -141,17 +141,61 @@ impl ToyLog {
     }
 }
 
-fn read_err(e: crate::pmem::PmemError) -> String {
-    format!("toylog: {e}")
+/// Why recovery refused an image.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ToyError {
+    #[error("toylog: {0}")]
+    Device(#[from] PmemError),
+    #[error("toylog: bad magic {0:#018x}")]
+    BadMagic(u64),
+    #[error("toylog: count {0} over the bound {APPENDS_MAX}")]
+    CountOverBound(u64),
 }
+
+/// The one switchable bug: the canary.
+pub const BUG_COMMIT_BEFORE_SLOT_DURABLE: &str = "commit-before-slot-durable";
+
+const BUGS: [BugInfo; 1] = [BugInfo {
+    id: BUG_COMMIT_BEFORE_SLOT_DURABLE,
+    summary: "stores the count before the slot is flushed and fenced (one fence for both)",
+    origin: "the textbook publish-before-persist mistake; the engine's canary",
+}];
 
 impl Target for ToyLog {
     type Workload = ToyWorkload;
     type Record = ToyRecord;
     type Mounted = ToyMounted;
 
+    type Error = ToyError;
+
     fn name(&self) -> &'static str {
-        if self.broken { "toylog-broken" } else { "toylog" }
+        "toylog"
+    }
+
+    /// Bugs: `commit-before-slot-durable`. Settings: `device_bytes`.
+    fn from_options(options: &TargetOptions) -> Result<Self, ConfigError> {
+        options.check_bugs("toylog", &BUGS)?;
+        options.check_settings("toylog", &["device_bytes"])?;
+        let mut t = Self { broken: !options.bugs.is_empty(), ..Self::fixed() };
+        if let Some(bytes) = options.settings.get("device_bytes") {
+            t.device_bytes = bytes
+                .parse()
+                .map_err(|_| ConfigError::new(format!("toylog device_bytes `{bytes}`: not a number")))?;
+        }
+        Ok(t)
+    }
+
+    fn options(&self) -> TargetOptions {
+        let mut options =
+            TargetOptions::with_bugs(if self.broken { &[BUG_COMMIT_BEFORE_SLOT_DURABLE][..] } else { &[] });
+        if self.device_bytes != DEVICE_BYTES_DEFAULT {
+            options.settings.insert("device_bytes".to_string(), self.device_bytes.to_string());
+        }
+        options
+    }
+
+    fn bug_catalogue() -> &'static [BugInfo] {
+        &BUGS
     }
 
     fn workload_from_seed(&self, seed: u64) -> ToyWorkload {
@@ -186,20 +230,20 @@ impl Target for ToyLog {
         Ok(RunOutcome { record: ToyRecord { appends, acked_at }, violations: Vec::new() })
     }
 
-    fn recover(&self, dev: &mut Device) -> Result<ToyMounted, String> {
-        let magic = dev.read_u64(MAGIC_ADDR).map_err(read_err)?;
+    fn recover(&self, dev: &mut Device) -> Result<ToyMounted, ToyError> {
+        let magic = dev.read_u64(MAGIC_ADDR)?;
         if magic != MAGIC {
-            return Err(format!("toylog: bad magic {magic:#018x}"));
+            return Err(ToyError::BadMagic(magic));
         }
-        let count = dev.read_u64(COUNT_ADDR).map_err(read_err)?;
+        let count = dev.read_u64(COUNT_ADDR)?;
         if count > APPENDS_MAX as u64 {
-            return Err(format!("toylog: count {count} over the bound {APPENDS_MAX}"));
+            return Err(ToyError::CountOverBound(count));
         }
         let mut slots = Vec::with_capacity(count as usize);
         for index in 0..count as usize {
             let mut words = [0u64; SLOT_WORDS];
             for (w, word) in words.iter_mut().enumerate() {
-                *word = dev.read_u64(PmemAddr(slot_addr(index).0 + w as u64 * 8)).map_err(read_err)?;
+                *word = dev.read_u64(PmemAddr(slot_addr(index).0 + w as u64 * 8))?;
             }
             slots.push(words);
         }
@@ -238,15 +282,11 @@ impl Target for ToyLog {
         rec.acked_at.iter().filter(|&&at| at <= point.0).count() as u64
     }
 
-    fn validate_workload(&self, w: &ToyWorkload) -> Result<(), String> {
+    fn validate_workload(&self, w: &ToyWorkload) -> Result<(), WorkloadError> {
         if w.appends.len() > APPENDS_MAX {
-            return Err(format!("{} appends: at most {APPENDS_MAX}", w.appends.len()));
+            return Err(WorkloadError::new(format!("{} appends: at most {APPENDS_MAX}", w.appends.len())));
         }
         Ok(())
-    }
-
-    fn config_json(&self) -> serde_json::Value {
-        serde_json::json!({ "broken": self.broken, "device_bytes": self.device_bytes })
     }
 
     fn workload_ops(&self, w: &ToyWorkload) -> usize {

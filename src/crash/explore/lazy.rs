@@ -143,7 +143,7 @@ impl<T: Target> Explorer<'_, '_, T> {
         let mut others_judged = 0u64;
         let mut reused = false;
         let clean = guarded(|| {
-            let mounted = target.recover(&mut dev)?;
+            let mounted = target.recover(&mut dev).map_err(|e| e.to_string())?;
             let fingerprint = target.fingerprint(&mounted, &dev);
             // The slots as this run has them so far: cells recovery read are fixed.
             let mut now = slots.clone();
