@@ -27,7 +27,7 @@ pub struct Replay<R> {
 /// The workload for `seed`; a panic in the target's generator becomes an error naming the seed.
 pub fn workload_for_seed<T: Target>(target: &T, seed: u64) -> Result<T::Workload, TargetError> {
     guarded(|| Ok(target.workload_from_seed(seed)))
-        .map_err(|panic| TargetError::Other(format!("workload_from_seed({seed}) panicked: {panic}")))
+        .map_err(|panic| TargetError::Other(format!("workload_from_seed({seed}) {panic}")))
 }
 
 /// Formats a device and runs `workload` on it; a panic in the target becomes an `Err`.

@@ -1,0 +1,171 @@
+//! The `Target` contract as the engine enforces it: targets rebuild from their options and
+//! configuration, a panicking generator is reported with its seed, and the minimizer never runs
+//! a shrink candidate the target's own validation rejects.
+
+use std::path::PathBuf;
+
+use crashsim::artifact::{self, ArtifactSource, artifact_name, write_artifact};
+use crashsim::check::{Violation, ViolationClass};
+use crashsim::crash::{CrashConfig, explore_seed};
+use crashsim::pmem::{CrashPoint, Device, PmemAddr};
+use crashsim::sweep::{self, SeedRange, SweepConfig};
+use crashsim::target::{ConfigError, RunOutcome, Target, TargetError, TargetOptions, WorkloadError};
+use crashsim::targets::daxfs::DaxfsTarget;
+use crashsim::targets::toylog::ToyLog;
+
+fn opts(bugs: &[&str], settings: &[(&str, &str)]) -> TargetOptions {
+    let mut o = TargetOptions::with_bugs(bugs);
+    for (k, v) in settings {
+        o.settings.insert((*k).to_string(), (*v).to_string());
+    }
+    o
+}
+
+/// `from_options(options())` and `from_config(config_json())` give back the same target.
+fn round_trips<T: Target>(options: &TargetOptions) {
+    let t = T::from_options(options).expect("builds");
+    assert_eq!(&t.options(), options, "options() gives back what built the target");
+    let again = T::from_config(&t.config_json()).expect("rebuilds from its config");
+    assert_eq!(again.config_json(), t.config_json());
+    assert_eq!(again.options(), t.options());
+    assert_eq!(again.bug_ids(), options.bugs);
+}
+
+#[test]
+fn shipped_targets_rebuild_from_options_and_config() {
+    round_trips::<DaxfsTarget>(&TargetOptions::default());
+    round_trips::<DaxfsTarget>(&opts(
+        &["no-zero-on-alloc", "replay-skips-crc"],
+        &[("policy", "unwritten-end-io")],
+    ));
+    round_trips::<DaxfsTarget>(&opts(&[], &[("policy", "zero-before-commit"), ("pmd_blocks", "8")]));
+    round_trips::<ToyLog>(&TargetOptions::default());
+    round_trips::<ToyLog>(&opts(&["commit-before-slot-durable"], &[("device_bytes", "4096")]));
+    // Every catalogue id builds.
+    for b in DaxfsTarget::bug_catalogue() {
+        round_trips::<DaxfsTarget>(&opts(&[b.id], &[]));
+        assert!(!b.summary.is_empty() && !b.origin.is_empty(), "{b:?}");
+    }
+}
+
+#[test]
+fn bad_options_are_typed_errors_that_name_the_problem() {
+    let e = |r: Result<DaxfsTarget, ConfigError>| r.err().expect("refused").to_string();
+    assert!(e(DaxfsTarget::from_options(&opts(&["no-such-bug"], &[]))).contains("no-such-bug"));
+    assert!(e(DaxfsTarget::from_options(&opts(&[], &[("policy", "fast")]))).contains("fast"));
+    assert!(e(DaxfsTarget::from_options(&opts(&[], &[("pmd_blocks", "3")]))).contains("power of two"));
+    assert!(e(DaxfsTarget::from_options(&opts(&[], &[("colour", "red")]))).contains("no setting `colour`"));
+    let toy = ToyLog::from_options(&opts(&["no-zero-on-alloc"], &[])).err().expect("refused").to_string();
+    assert!(toy.contains("commit-before-slot-durable"), "{toy}");
+}
+
+/// Values above this are out of the workload language's bounds.
+const VALUE_MAX: u32 = 1000;
+
+/// A target with a generator that panics on seed 3, a run that asserts its input's bounds (as
+/// a real decoder-fed target may), and a shrinker whose first candidate is out of bounds.
+struct Picky;
+
+impl Target for Picky {
+    type Workload = Vec<u32>;
+    type Record = ();
+    type Mounted = ();
+    type Error = String;
+
+    fn name(&self) -> &'static str {
+        "picky"
+    }
+    fn from_options(_: &TargetOptions) -> Result<Self, ConfigError> {
+        Ok(Picky)
+    }
+    fn options(&self) -> TargetOptions {
+        TargetOptions::default()
+    }
+    fn workload_from_seed(&self, seed: u64) -> Vec<u32> {
+        assert!(seed != 3, "the generator has a bug at seed 3");
+        vec![2 * seed as u32 + 1, 2, 4]
+    }
+    fn format(&self) -> Result<Device, TargetError> {
+        Ok(Device::new(4096))
+    }
+    fn run(&self, w: &Vec<u32>, dev: &mut Device) -> Result<RunOutcome<()>, TargetError> {
+        assert!(w.len() <= 3 && w.iter().all(|&x| x < VALUE_MAX), "run given an out-of-bounds workload");
+        for (i, &x) in w.iter().enumerate() {
+            dev.store_u64(PmemAddr(i as u64 * 8), u64::from(x), "picky::run")?;
+        }
+        dev.fence("picky::run")?;
+        let violations = w
+            .iter()
+            .filter(|&&x| x % 2 == 1)
+            .map(|x| Violation::new(ViolationClass::StaleData, format!("odd value {x}")))
+            .take(1)
+            .collect();
+        Ok(RunOutcome { record: (), violations })
+    }
+    fn recover(&self, _dev: &mut Device) -> Result<(), String> {
+        Ok(())
+    }
+    fn check(&self, _m: &(), _dev: &Device, _r: &(), _p: CrashPoint) -> Vec<Violation> {
+        Vec::new()
+    }
+    fn fingerprint(&self, _m: &(), _dev: &Device) -> u64 {
+        0
+    }
+    fn validate_workload(&self, w: &Vec<u32>) -> Result<(), WorkloadError> {
+        match w.iter().find(|&&x| x >= VALUE_MAX) {
+            Some(x) => Err(WorkloadError::new(format!("value {x} over {VALUE_MAX}"))),
+            None if w.len() > 3 => Err(WorkloadError::new("more than 3 values")),
+            None => Ok(()),
+        }
+    }
+    fn workload_ops(&self, w: &Vec<u32>) -> usize {
+        w.len()
+    }
+    fn shrink(&self, w: &Vec<u32>) -> Vec<Vec<u32>> {
+        let mut out = vec![vec![u32::MAX]];
+        out.extend((0..w.len()).map(|i| {
+            let mut c = w.clone();
+            c.remove(i);
+            c
+        }));
+        out
+    }
+}
+
+#[test]
+fn a_panicking_generator_is_reported_with_its_seed() {
+    let cfg = SweepConfig {
+        seeds: SeedRange { start: 0, end: 5 },
+        crash: CrashConfig::default(),
+        jobs: 1,
+        budget: None,
+        fail_fast: false,
+    };
+    let s = sweep::run(&Picky, &cfg, &|_| {}).expect("the sweep itself runs");
+    assert_eq!(s.errors.len(), 1, "{:?}", s.errors);
+    assert_eq!(s.errors[0].seed, 3);
+    assert!(
+        s.errors[0].message.contains("workload_from_seed(3) panicked: the generator has a bug at seed 3"),
+        "{}",
+        s.errors[0].message
+    );
+    assert_eq!(s.workloads, 4, "the other seeds ran");
+}
+
+#[test]
+fn the_minimizer_skips_shrink_candidates_the_target_rejects() {
+    let out: PathBuf = std::env::temp_dir().join(format!("crashsim-contract-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let cfg = CrashConfig::default();
+    let report = explore_seed(&Picky, &cfg, 0).unwrap();
+    let v = report.violations.first().expect("seed 0 has an odd value");
+    let src = ArtifactSource::seed(&Picky, 0);
+    let w = Picky.workload_from_seed(0);
+    let dir = write_artifact(&Picky, &cfg, &src, &w, v, &out, &artifact_name(Some(0), v)).unwrap();
+    let loaded = artifact::load(&dir).unwrap();
+    // Without the check, the first candidate reaches `run`, whose assertion makes the
+    // minimization fail.
+    let m = artifact::minimize(&Picky, &loaded, &out.join("min"), false).expect("minimizes");
+    assert_eq!((m.before.ops, m.after.ops), (3, 1), "{m:?}");
+    let _ = std::fs::remove_dir_all(&out);
+}
