@@ -50,12 +50,12 @@ fn shipped_targets_rebuild_from_options_and_config() {
 
 #[test]
 fn bad_options_are_typed_errors_that_name_the_problem() {
-    let e = |r: Result<DaxfsTarget, ConfigError>| r.err().expect("refused").to_string();
+    let e = |r: Result<DaxfsTarget, ConfigError>| r.expect_err("refused").to_string();
     assert!(e(DaxfsTarget::from_options(&opts(&["no-such-bug"], &[]))).contains("no-such-bug"));
     assert!(e(DaxfsTarget::from_options(&opts(&[], &[("policy", "fast")]))).contains("fast"));
     assert!(e(DaxfsTarget::from_options(&opts(&[], &[("pmd_blocks", "3")]))).contains("power of two"));
     assert!(e(DaxfsTarget::from_options(&opts(&[], &[("colour", "red")]))).contains("no setting `colour`"));
-    let toy = ToyLog::from_options(&opts(&["no-zero-on-alloc"], &[])).err().expect("refused").to_string();
+    let toy = ToyLog::from_options(&opts(&["no-zero-on-alloc"], &[])).expect_err("refused").to_string();
     assert!(toy.contains("commit-before-slot-durable"), "{toy}");
 }
 
