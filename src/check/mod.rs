@@ -8,20 +8,36 @@
 
 use crate::pmem::{Choice, CrashPoint, PmemAddr};
 
-/// What went wrong. Exactly the classes of docs/design.md §6.
+/// What went wrong: the classes of docs/design.md §6.
+///
+/// The names come from daxfs, but every class has a meaning for any persistent structure (a
+/// log, a hash table, a tree); the second sentence of each says it. For example a duplicate key
+/// or an entry in a bucket its key cannot hash to is `AllocatorInconsistent` (a structural
+/// invariant), a deleted key that shows again or an entry built from old or poisoned words is
+/// `StaleData`, a key showing another key's value is `ForeignData`, and an acknowledged insert
+/// that is gone is `LostWrite`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ViolationClass {
-    /// A file word reads poison or a block's earlier contents.
+    /// A file word reads poison or a block's earlier contents. For any structure: recovered
+    /// state built from words nobody wrote since they were freed or formatted (poison, a
+    /// deleted entry that shows again, a torn record read as whole).
     StaleData,
-    /// A file word carries another file's or another offset's tag.
+    /// A file word carries another file's or another offset's tag. For any structure: an
+    /// entry shows data that belongs to another entry (another key's value).
     ForeignData,
-    /// An acknowledged-durable word is older than the acknowledged version after recovery.
+    /// An acknowledged-durable word is older than the acknowledged version after recovery. For
+    /// any structure: an operation acknowledged as durable is missing or undone.
     LostWrite,
-    /// At run time, two views of one offset disagree, or a view disagrees with the model.
+    /// At run time, two views of one offset disagree, or a view disagrees with the model. For
+    /// any structure: a lookup disagrees with the model (or with another path to the data)
+    /// while the workload runs.
     IncoherentView,
-    /// A store or DMA lands in a block that is free or belongs to another file.
+    /// A store or DMA lands in a block that is free or belongs to another file. For any
+    /// structure: a write lands in space the structure has freed or given to something else.
     UseAfterFree,
-    /// fsck after recovery: bitmap vs extents, double allocation, leak, range, size.
+    /// fsck after recovery: bitmap vs extents, double allocation, leak, range, size. For any
+    /// structure: a structural invariant fails after recovery (a duplicate key, an entry where
+    /// its key cannot be, a count that disagrees with the entries, a leaked or doubly used slot).
     AllocatorInconsistent,
     /// Recovery of a reachable crash state returned an error or panicked.
     RecoveryFailed,
