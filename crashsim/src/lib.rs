@@ -875,3 +875,8 @@ mod tests {
         assert_eq!(big_count(u128::MAX), "3.4e38");
     }
 }
+
+/// The guide's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide.md")]
+pub struct GuideDoctests;
