@@ -169,3 +169,33 @@ fn the_minimizer_skips_shrink_candidates_the_target_rejects() {
     assert_eq!((m.before.ops, m.after.ops), (3, 1), "{m:?}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn the_generic_fuzz_harness_catches_a_target_bug_and_saves_a_replayable_workload() {
+    use crashsim::fuzzing::{TargetHarness, seed_input};
+    let mut broken = TargetHarness::new(ToyLog::broken(), "toy_crash");
+    broken.explore_one_in = 1;
+    let mut fixed = TargetHarness::new(ToyLog::fixed(), "toy_crash");
+    fixed.explore_one_in = 1;
+    let mut caught = 0;
+    for seed in 0..40 {
+        let input = seed_input(seed);
+        assert_eq!(fixed.check(&input), Ok(()), "seed {seed}: the fixed log is clean");
+        let Err(f) = broken.check(&input) else { continue };
+        caught += 1;
+        assert!(f.summary.contains("headline: StaleData"), "{f}");
+        assert!(
+            f.repro.starts_with("crashsim run ")
+                && f.repro.contains("--target toylog --bug commit-before-slot-durable"),
+            "{f}"
+        );
+        // The saved workload replays: the same violation on the same target.
+        let path = f.repro.split_whitespace().nth(2).expect("a path");
+        let w: <ToyLog as Target>::Workload =
+            serde_json::from_slice(&std::fs::read(path).expect("saved workload")).expect("JSON workload");
+        let r = crashsim::crash::explore_workload(&ToyLog::broken(), &CrashConfig::default(), 0, &w, None)
+            .unwrap();
+        assert!(r.violations.iter().any(|v| v.class == ViolationClass::StaleData), "{path}");
+    }
+    assert!(caught >= 5, "the broken log is caught on {caught} of 40 seed inputs");
+}

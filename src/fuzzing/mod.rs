@@ -14,15 +14,20 @@ mod alloc;
 mod image;
 mod journal;
 mod seeds;
+mod target;
 mod workload;
 
 pub use alloc::{ALLOC_BYTES_MAX, CappedAlloc, largest_alloc_since};
 pub use image::{BaseImage, mount_image};
 pub use journal::{JournalView, journal_replay};
 pub use seeds::{TARGETS, seed_inputs};
+pub use target::{
+    Decoder, SEED_INPUT_BYTES, TargetHarness, decode_arbitrary, fuzz_crash_configs, seed_input,
+    target_from_env,
+};
 pub use workload::crash_workload;
 
-use crate::crash::{CrashConfig, RecoveryCrashConfig, Strategy};
+use crate::crash::CrashConfig;
 use crate::daxfs::BugSet;
 use crate::daxfs::bugs::UnknownBug;
 use crate::exec::RunConfig;
@@ -89,23 +94,7 @@ impl FuzzConfig {
         let mut run = RunConfig::default();
         run.mount.bugs = bugs;
         run.policy_per_workload = true;
-        let crash = CrashConfig {
-            states_per_point: STATES_PER_POINT,
-            // Bounded, not the sweep's lazy enumeration: with a budget this small, lazy's
-            // depth-first refinement spends it on the torn prefixes of the first journal slot
-            // recovery reads, while bounded's "all persisted" reaches the commit at once.
-            strategy: Strategy::Bounded,
-            points_per_workload: POINTS_PER_INPUT,
-            recovery_crash: RecoveryCrashConfig { states_per_point: 1, crashes_per_state: 2 },
-            violations_per_workload: VIOLATIONS_PER_INPUT,
-            ..CrashConfig::default()
-        };
-        let widened = CrashConfig {
-            states_per_point: WIDENED_STATES,
-            recoveries_per_point: WIDENED_STATES,
-            points_per_workload: WIDENED_POINTS,
-            ..crash
-        };
+        let (crash, widened) = fuzz_crash_configs();
         FuzzConfig { bugs, run, crash, explore_one_in: EXPLORE_ONE_IN, widened }
     }
 

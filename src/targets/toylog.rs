@@ -53,7 +53,7 @@ pub struct ToyLog {
 }
 
 /// A workload: the appends, in order.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, arbitrary::Arbitrary)]
 pub struct ToyWorkload {
     pub appends: Vec<(u64, u64)>,
 }

@@ -131,6 +131,26 @@ pub struct LevelWorkload {
     pub ops: Vec<Op>,
 }
 
+/// Fuzz inputs decode to in-bounds workloads: keys 1..=KEY_MAX, values 1..=VALUE_MAX, up to
+/// OPS_GEN_MAX operations (what `crashsim::fuzzing::TargetHarness` decodes with).
+impl<'a> arbitrary::Arbitrary<'a> for LevelWorkload {
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        let n = u.int_in_range(1..=OPS_GEN_MAX)?;
+        let mut ops = Vec::with_capacity(n);
+        for _ in 0..n {
+            let key = u.int_in_range(1..=KEY_MAX)?;
+            let value = u.int_in_range(1..=VALUE_MAX)?;
+            ops.push(match u.int_in_range(0..=3u8)? {
+                0 => Op::Insert { key, value },
+                1 => Op::Update { key, value },
+                2 => Op::Delete { key },
+                _ => Op::Lookup { key },
+            });
+        }
+        Ok(Self { ops })
+    }
+}
+
 /// What an operation did to the key/value set once acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Effect {
