@@ -5,13 +5,15 @@
 pub mod artifact;
 pub mod check;
 pub mod crash;
+#[doc(hidden)]
 pub mod daxfs;
-pub mod exec;
 pub mod fuzzing;
 pub mod pmem;
 pub mod rng;
+#[doc(hidden)]
 pub mod sched;
 pub mod sweep;
 pub mod target;
 pub mod targets;
+#[doc(hidden)]
 pub mod workload;

@@ -4,6 +4,8 @@
 //! same workload on every platform and every rand release. `StdRng`, `SmallRng` and
 //! `thread_rng` are never used: their streams may change between versions.
 
+#![deny(missing_docs, missing_debug_implementations)]
+
 use rand::SeedableRng;
 pub use rand::{Rng, RngExt as _};
 pub use rand_xoshiro::Xoshiro256PlusPlus;

@@ -9,6 +9,8 @@
 //! Architecture Invariant: the engine never names a target's types; everything it needs passes
 //! through this trait.
 
+#![deny(missing_docs, missing_debug_implementations)]
+
 use std::collections::BTreeMap;
 
 use crate::check::Violation;
@@ -17,8 +19,12 @@ use crate::pmem::{CrashPoint, Device, LineWords, PmemError};
 /// A target could not set up or run a workload: a harness or input problem, not a violation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
+    /// A device call failed: the target addressed the device out of range, misaligned, or
+    /// filled the trace. A harness or target bug, never a crash-consistency finding.
     #[error("device: {0}")]
     Pmem(#[from] PmemError),
+    /// Anything else that stopped the run, in one line (a panic in the target's generator or
+    /// run, a workload the target cannot set up).
     #[error("{0}")]
     Other(String),
     /// Exhaustive enumeration met a crash point with more crash states than the per-point
@@ -27,7 +33,14 @@ pub enum TargetError {
         "crash point {point} has {} crash states, more than the {budget} per point that exhaustive enumeration may explore",
         state_count_text(*.states)
     )]
-    OverBudget { point: usize, states: u128, budget: usize },
+    OverBudget {
+        /// The crash point's trace position.
+        point: usize,
+        /// Its crash states; `u128::MAX` when the count saturated (at least that many).
+        states: u128,
+        /// The per-point budget it exceeded (`CrashConfig::states_per_point`).
+        budget: usize,
+    },
 }
 
 /// A workload that does not decode or is out of bounds: bad input, never a panic.
@@ -36,6 +49,7 @@ pub enum TargetError {
 pub struct WorkloadError(pub String);
 
 impl WorkloadError {
+    /// The error with `message` (any `Display`: a serde error, a bound that was exceeded).
     pub fn new(message: impl std::fmt::Display) -> Self {
         Self(message.to_string())
     }
@@ -47,6 +61,7 @@ impl WorkloadError {
 pub struct ConfigError(pub String);
 
 impl ConfigError {
+    /// The error with `message` (any `Display`).
     pub fn new(message: impl std::fmt::Display) -> Self {
         Self(message.to_string())
     }
@@ -69,7 +84,11 @@ pub struct BugInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TargetOptions {
+    /// Ids of the switchable bugs to switch on ([`BugInfo::id`]), in the order given; not yet
+    /// checked against the target's catalogue (see [`TargetOptions::check_bugs`]).
     pub bugs: Vec<String>,
+    /// Target-defined settings, `KEY` → `VALUE` as given on the command line, unparsed: the
+    /// target parses (and rejects) values in [`Target::from_options`].
     pub settings: BTreeMap<String, String>,
 }
 
@@ -87,6 +106,8 @@ impl TargetOptions {
         serde_json::from_value(config.clone()).map_err(|e| ConfigError::new(format!("target options: {e}")))
     }
 
+    /// The options as JSON, the form [`TargetOptions::from_json`] reads back (the default
+    /// [`Target::config_json`]).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("options serialize")
     }

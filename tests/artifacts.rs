@@ -8,9 +8,9 @@ use crashsim::artifact::{
 };
 use crashsim::crash::{CrashConfig, explore_seed};
 use crashsim::daxfs::bugs::BugSet;
-use crashsim::exec::RunConfig;
 use crashsim::target::Target;
 use crashsim::targets::daxfs::DaxfsTarget;
+use crashsim::targets::daxfs::exec::RunConfig;
 use crashsim::targets::toylog::ToyLog;
 
 fn scratch(name: &str) -> PathBuf {

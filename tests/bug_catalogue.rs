@@ -12,9 +12,9 @@
 use crashsim::check::ViolationClass;
 use crashsim::crash::CrashConfig;
 use crashsim::daxfs::bugs::{BugSet, CATALOGUE};
-use crashsim::exec::RunConfig;
 use crashsim::sweep::{self, SeedRange, SweepConfig, SweepSummary};
 use crashsim::targets::daxfs::DaxfsTarget;
+use crashsim::targets::daxfs::exec::RunConfig;
 
 use ViolationClass::*;
 

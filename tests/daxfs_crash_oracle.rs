@@ -6,11 +6,11 @@ use std::sync::Arc;
 use crashsim::check::ViolationClass;
 use crashsim::daxfs::tag::{DataTag, Poison};
 use crashsim::daxfs::{BlockNr, Ino};
-use crashsim::exec::RunConfig;
-use crashsim::exec::record::RunRecord;
 use crashsim::pmem::{Backing, CrashPoint, Device, PmemAddr};
 use crashsim::target::Target;
 use crashsim::targets::daxfs::DaxfsTarget;
+use crashsim::targets::daxfs::exec::RunConfig;
+use crashsim::targets::daxfs::exec::record::RunRecord;
 use crashsim::workload::{FileSlot, Op, Workload, WorkloadOptions};
 
 /// A clean run: create a file, write 8 words, fsync. Returns the final media, the record, the

@@ -4,8 +4,8 @@
 
 use crashsim::daxfs::fs::AllocPolicy;
 use crashsim::daxfs::{BugSet, MetaStore, fsck};
-use crashsim::exec::{RunConfig, run};
 use crashsim::sched::RunEnd;
+use crashsim::targets::daxfs::exec::{RunConfig, run};
 use crashsim::workload::Workload;
 
 /// Workloads per policy.

@@ -5,11 +5,12 @@
 //! Schedules are thread picks among the *runnable* threads (docs/design.md §5); each comment says what
 //! interleaving the schedule produces. A thread's first step only reaches its first operation.
 
+use crashsim::check::ViolationClass;
 use crashsim::daxfs::fs::{AllocPolicy, Errno};
 use crashsim::daxfs::{BLOCK_BYTES, Bug, BugSet};
-use crashsim::exec::{FindingClass, RunConfig, RunOutput, run};
 use crashsim::pmem::{FlushKind, Op as Ev};
 use crashsim::sched::RunEnd;
+use crashsim::targets::daxfs::exec::{RunConfig, RunOutput, run};
 use crashsim::workload::{FileSlot, MapSlot, Op, PinSlot, Workload, WorkloadOptions};
 
 const PAGE: u64 = BLOCK_BYTES;
@@ -57,7 +58,7 @@ fn all_ok(w: &Workload) -> Vec<Vec<Result<(), Errno>>> {
 }
 
 /// `bug` alone shows at run time as one of `classes`.
-fn assert_fires(w: &Workload, policy: AllocPolicy, bug: Bug, classes: &[FindingClass]) {
+fn assert_fires(w: &Workload, policy: AllocPolicy, bug: Bug, classes: &[ViolationClass]) {
     let out = exec(w, policy, BugSet::NONE.with(bug));
     assert!(
         out.findings.iter().any(|f| classes.contains(&f.class)),
@@ -114,7 +115,7 @@ fn seed_000_write_fault_into_a_hole_zeroes_before_commit() {
         assert_clean(&out, &all_ok(&w));
         // The faulting store's block: every word but the 8 stored ones is zero on media.
         let block = out.record.events.iter().find_map(|e| match e {
-            crashsim::exec::record::DataEvent::Write { block: Some(b), .. } => Some(*b),
+            crashsim::targets::daxfs::exec::record::DataEvent::Write { block: Some(b), .. } => Some(*b),
             _ => None,
         });
         let b = block.expect("the store landed in a block");
@@ -165,8 +166,8 @@ fn seed_000_write_fault_into_a_hole_zeroes_before_commit() {
 fn seed_000_bugs_fire_at_run_time() {
     let w = seed_000_workload();
     for policy in POLICIES {
-        assert_fires(&w, policy, Bug::NoZeroOnAlloc, &[FindingClass::StaleData]);
-        assert_fires(&w, policy, Bug::ReadMapsUnwritten, &[FindingClass::StaleData]);
+        assert_fires(&w, policy, Bug::NoZeroOnAlloc, &[ViolationClass::StaleData]);
+        assert_fires(&w, policy, Bug::ReadMapsUnwritten, &[ViolationClass::StaleData]);
     }
 }
 
@@ -295,7 +296,7 @@ fn seed_000_double_zero_unwritten_two_faults_on_one_extent() {
     let w = seed_000_double_zero_workload(&seed_000_double_zero_schedule());
     for policy in POLICIES {
         assert_clean(&exec(&w, policy, BugSet::NONE), &all_ok(&w));
-        assert_fires(&w, policy, Bug::DoubleZeroUnwritten, &[FindingClass::IncoherentView]);
+        assert_fires(&w, policy, Bug::DoubleZeroUnwritten, &[ViolationClass::IncoherentView]);
     }
 }
 
@@ -314,7 +315,7 @@ fn seed_001_write_pin_allocates_before_dma() {
         let dma = find_event(&out, 0, "dma::write", |op| matches!(op, Ev::StoreNt { .. }))
             .expect("the DMA reached the device");
         assert!(commit < dma, "{policy:?}: allocation commit {commit} must precede the DMA {dma}");
-        assert_fires(&w, policy, Bug::PinWithoutWriteFault, &[FindingClass::IncoherentView]);
+        assert_fires(&w, policy, Bug::PinWithoutWriteFault, &[ViolationClass::IncoherentView]);
     }
 }
 
@@ -333,7 +334,7 @@ fn seed_001_enospc_is_reported_at_pin_time() {
         // The buggy pin maps the zero page, the DMA is dropped and the ENOSPC with it.
         let buggy = exec(&w, policy, BugSet::NONE.with(Bug::PinWithoutWriteFault));
         assert_eq!(buggy.results[0][5], Ok(()), "{policy:?}: the buggy pin hides ENOSPC");
-        assert_fires(&w, policy, Bug::PinWithoutWriteFault, &[FindingClass::IncoherentView]);
+        assert_fires(&w, policy, Bug::PinWithoutWriteFault, &[ViolationClass::IncoherentView]);
     }
 }
 
@@ -362,8 +363,8 @@ fn seed_002_read_fault_races_write_fault() {
     let locking = seed_002_workload(&seed_002_entry_lock_schedule());
     let unmapping = seed_002_workload(&seed_002_zero_page_schedule());
     for policy in POLICIES {
-        assert_fires(&locking, policy, Bug::NoEntryLock, &[FindingClass::IncoherentView]);
-        assert_fires(&unmapping, policy, Bug::ZeroPageNotUnmapped, &[FindingClass::IncoherentView]);
+        assert_fires(&locking, policy, Bug::NoEntryLock, &[ViolationClass::IncoherentView]);
+        assert_fires(&unmapping, policy, Bug::ZeroPageNotUnmapped, &[ViolationClass::IncoherentView]);
     }
 }
 
@@ -378,7 +379,7 @@ fn seed_002_pmd_fault_zeroes_the_whole_pmd() {
         let Ev::Store { len, addr, .. } = out.device.trace().event(zero).op else { unreachable!() };
         assert_eq!(u64::from(len), PMD_SMALL * PAGE, "{policy:?}: one zeroing store of the whole PMD");
         assert_eq!(addr % (PMD_SMALL * PAGE), 0, "PMD-aligned block");
-        assert_fires(&w, policy, Bug::PmdPartialZero, &[FindingClass::StaleData]);
+        assert_fires(&w, policy, Bug::PmdPartialZero, &[ViolationClass::StaleData]);
     }
 }
 
@@ -399,7 +400,7 @@ fn seed_003_fault_around_races_punch() {
             &w,
             policy,
             Bug::MapPagesUnlocked,
-            &[FindingClass::UseAfterFree, FindingClass::ForeignData],
+            &[ViolationClass::UseAfterFree, ViolationClass::ForeignData],
         );
     }
 }
@@ -419,7 +420,7 @@ fn seed_003_store_races_punch_free() {
             &w,
             policy,
             Bug::FreeBeforeUnmap,
-            &[FindingClass::UseAfterFree, FindingClass::ForeignData],
+            &[ViolationClass::UseAfterFree, ViolationClass::ForeignData],
         );
     }
 }
@@ -453,7 +454,7 @@ fn seed_004_truncate_waits_for_unpin() {
             &w,
             policy,
             Bug::TruncateIgnoresPin,
-            &[FindingClass::UseAfterFree, FindingClass::ForeignData],
+            &[ViolationClass::UseAfterFree, ViolationClass::ForeignData],
         );
     }
 }

@@ -22,13 +22,13 @@ use crashsim::crash::{
     CrashConfig, RecoveryCrashConfig, Strategy, explore_workload, judge_image, replay_run,
 };
 use crashsim::daxfs::bugs::BugSet;
-use crashsim::exec::RunConfig;
-use crashsim::exec::crash::Scope;
 use crashsim::pmem::{
     Backing, CrashPoint, Device, LineWords, PersistenceModel, PmemAddr, SparseImage, Tracker, crash_points,
 };
 use crashsim::target::{ConfigError, RunOutcome, Target, TargetError, TargetOptions};
 use crashsim::targets::daxfs::DaxfsTarget;
+use crashsim::targets::daxfs::exec::RunConfig;
+use crashsim::targets::daxfs::exec::crash::Scope;
 
 const BUGS: &[&str] = &[
     "none",

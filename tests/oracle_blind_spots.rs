@@ -10,9 +10,9 @@ use crashsim::check::{Violation, ViolationClass};
 use crashsim::crash::{CrashConfig, WorkloadReport, explore_workload, judge_image, replay_run};
 use crashsim::daxfs::bugs::BugSet;
 use crashsim::daxfs::fs::AllocPolicy;
-use crashsim::exec::RunConfig;
 use crashsim::pmem::{CrashPoint, PersistenceModel};
 use crashsim::targets::daxfs::DaxfsTarget;
+use crashsim::targets::daxfs::exec::RunConfig;
 use crashsim::workload::{FileSlot, Op, Workload, WorkloadOptions};
 
 fn target(bugs: &str, policy: AllocPolicy) -> DaxfsTarget {

@@ -18,10 +18,10 @@ use crashsim::crash::{
     CrashConfig, RecoveryCrashConfig, Strategy, explore_observed, judge_image, replay_run,
 };
 use crashsim::daxfs::bugs::BugSet;
-use crashsim::exec::RunConfig;
 use crashsim::pmem::{Backing, Choice, CrashPoint, CrashState, PersistenceModel, SparseImage, Tracker};
 use crashsim::target::Target;
 use crashsim::targets::daxfs::DaxfsTarget;
+use crashsim::targets::daxfs::exec::RunConfig;
 
 /// The bugs whose violations show only after a crash, plus the one the page cache once hid.
 const BUGS: &[&str] = &[

@@ -11,8 +11,10 @@
 
 use crashsim::daxfs::BlockNr;
 use crashsim::daxfs::tag::{DataTag, Word};
-use crashsim::exec::record::{Ack, AckKind, DataEvent, FileHistory, FreedPages, RunRecord, ZeroKind};
 use crashsim::rng::rng_from_seed;
+use crashsim::targets::daxfs::exec::record::{
+    Ack, AckKind, DataEvent, FileHistory, FreedPages, RunRecord, ZeroKind,
+};
 use rand::RngExt;
 
 const WORDS_PER_PAGE: u64 = 512;

@@ -17,6 +17,8 @@
 //! Exit codes: 0 clean, 1 violation found, 2 usage error, 3 internal or input error, 130 or 143
 //! interrupted by SIGINT or SIGTERM (1 if the interrupted sweep had found a violation).
 
+#![deny(missing_docs, missing_debug_implementations)]
+
 mod bench;
 mod commands;
 mod junit;
@@ -290,6 +292,13 @@ impl std::error::Error for UsageError {}
 #[derive(Default)]
 pub struct Cli {
     registry: registry::Registry,
+}
+
+impl std::fmt::Debug for Cli {
+    /// The registered targets by name, the default (`--target`) first.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cli").field("targets", &self.registry.names()).finish_non_exhaustive()
+    }
 }
 
 impl Cli {
@@ -879,4 +888,5 @@ mod tests {
 /// The guide's code blocks, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/guide.md")]
+#[derive(Debug)]
 pub struct GuideDoctests;

@@ -20,8 +20,12 @@ use crate::{RunArgs, SweepArgs, UsageError};
 /// A row of `crashsim bench`: a name, the persistence model and the target's options.
 #[derive(Clone, Debug)]
 pub struct BenchRow {
+    /// The row's label in the table and the JSON (`row`); not a target name.
     pub name: String,
+    /// The persistence model the row sweeps under, with its complete crash-point granularity.
+    /// An eADR row runs only with `--eadr`.
     pub model: PersistenceModel,
+    /// The options the target is built from for this row (checked like `--bug` and `--set`).
     pub options: TargetOptions,
 }
 

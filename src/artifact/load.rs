@@ -15,11 +15,13 @@ use super::{
 };
 
 /// A crash image mapped read-only: a [`Backing`] without a copy.
+#[derive(Debug)]
 pub struct MappedImage {
     map: Mmap,
 }
 
 impl MappedImage {
+    /// The whole image, checked against the manifest's size and CRC when it was loaded.
     pub fn bytes(&self) -> &[u8] {
         &self.map
     }
@@ -37,11 +39,28 @@ impl Backing for MappedImage {
 
 /// A checked artifact.
 pub struct Loaded {
+    /// The artifact directory it was loaded from (error messages name files in it).
     pub dir: PathBuf,
+    /// The manifest, checksum and version checked.
     pub manifest: Manifest,
+    /// The bytes of `input.bin`, size and CRC checked; not yet decoded (see
+    /// [`super::workload_of`]).
     pub input: Vec<u8>,
-    /// `None` when the manifest records no image (run-time violation).
+    /// `None` when the manifest records no image: a run-time violation, or a rebuild-only
+    /// artifact (`repro` then rebuilds the image from the workload).
     pub image: Option<std::sync::Arc<MappedImage>>,
+}
+
+impl std::fmt::Debug for Loaded {
+    /// The directory, the manifest and the sizes of the input and the image; not their bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("dir", &self.dir)
+            .field("manifest", &self.manifest)
+            .field("input_bytes", &self.input.len())
+            .field("image_bytes", &self.image.as_ref().map(|i| i.size_bytes()))
+            .finish()
+    }
 }
 
 /// Reads and checks the artifact in `dir`.

@@ -37,19 +37,27 @@ const FINAL_VIOLATIONS_MAX: usize = 256;
 /// Sizes reported before and after.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Sizes {
+    /// Workload operations ([`Target::workload_ops`]; 0 when the target does not count them).
     pub ops: usize,
+    /// Events in the run's trace.
     pub trace_events: usize,
+    /// Pending units persisted in the violation's crash state (0 for a run-time violation).
     pub persisted_units: usize,
 }
 
 /// A minimization's result.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Minimized {
+    /// The input artifact's sizes, as its manifest records them.
     pub before: Sizes,
+    /// The minimized artifact's sizes.
     pub after: Sizes,
     /// Explorations run.
     pub runs: usize,
+    /// The violation the minimized artifact records: the same class, with fresh evidence (its
+    /// message, crash point and address may differ from the original's).
     pub violation: Violation,
+    /// The minimized artifact's directory.
     pub path: PathBuf,
 }
 

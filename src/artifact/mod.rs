@@ -13,6 +13,8 @@
 //! Architecture Invariant: an artifact is written to a temp directory in the same parent,
 //! fsync'd, then renamed into place, so a reader never sees half an artifact.
 
+#![deny(missing_docs, missing_debug_implementations)]
+
 pub mod html;
 mod load;
 mod minimize;
@@ -33,8 +35,12 @@ use crate::pmem::{Choice, CrashPoint, Unit};
 
 /// Version of the artifact layout; a reader rejects any other.
 pub const FORMAT_VERSION: u32 = 1;
+/// The manifest's file name in an artifact directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// The workload input's file name in an artifact directory.
 pub const INPUT_FILE: &str = "input.bin";
+/// The crash image's file name in an artifact directory (absent for a run-time violation or a
+/// rebuild-only artifact).
 pub const IMAGE_FILE: &str = "crash.img";
 /// Largest manifest accepted.
 pub const MANIFEST_BYTES_MAX: u64 = 16 << 20;
@@ -44,8 +50,9 @@ pub const INPUT_BYTES_MAX: u64 = 1 << 20;
 pub const IMAGE_BYTES_MAX: u64 = 1 << 32;
 /// Persisted units listed in a manifest (the count is always exact).
 pub const UNITS_LISTED_MAX: usize = 4096;
-/// Default and hard bound on artifacts one sweep writes.
+/// Default bound on artifacts one sweep writes.
 pub const ARTIFACTS_DEFAULT: usize = 16;
+/// Hard bound on artifacts one sweep writes.
 pub const ARTIFACTS_MAX: usize = 1024;
 
 /// How `input.bin` encodes the workload.
@@ -61,15 +68,20 @@ pub enum InputKind {
 /// What `input.bin` holds, checked on load.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InputInfo {
+    /// How to decode it.
     pub kind: InputKind,
+    /// Its exact length; a shorter file is a truncated artifact.
     pub size_bytes: u64,
+    /// CRC-32 (IEEE) of its bytes.
     pub crc32: u32,
 }
 
 /// What `crash.img` holds, checked on load.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImageInfo {
+    /// Its exact length: the target's device size.
     pub size_bytes: u64,
+    /// CRC-32 (IEEE) of the whole image, holes read as zeros.
     pub crc32: u32,
 }
 
@@ -77,11 +89,15 @@ pub struct ImageInfo {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// The artifact layout's version, [`FORMAT_VERSION`] when written.
     pub format_version: u32,
+    /// The crashsim version that wrote it (informational: never checked on load).
     pub crate_version: String,
+    /// The target's [`crate::target::Target::name`]; only a target of that name loads it.
     pub target: String,
     /// The target's options (for daxfs: geometry, PMD size, policy, bugs).
     pub target_config: serde_json::Value,
+    /// The target's enabled bugs, by id (for reading; `target_config` is what rebuilds it).
     pub bugs: Vec<String>,
     /// Persistence model, crash-point granularity, strategy, states per point.
     pub crash: CrashConfig,
@@ -89,25 +105,39 @@ pub struct Manifest {
     pub seed: Option<u64>,
     /// Seeds the engine's random choices (the sweep seed, or 0 for `run`).
     pub stream_seed: u64,
+    /// What `input.bin` holds.
     pub input: InputInfo,
     /// The decoded workload; `input.bin` must decode to exactly this.
     pub workload: serde_json::Value,
+    /// Size of the workload in operations ([`crate::target::Target::workload_ops`]; 0 when the
+    /// target does not count them).
     pub workload_ops: usize,
+    /// Events in the run's trace: crash points index it.
     pub trace_events: usize,
     /// `None` for a run-time violation.
     pub crash_point: Option<CrashPoint>,
+    /// Which pending units persisted at `crash_point`; with the workload, it rebuilds the
+    /// image. `None` for a run-time violation.
     pub choice: Option<Choice>,
+    /// Pending units that persisted, all of them (`persisted_units` may list fewer).
     pub persisted_count: usize,
     /// The persisted units, at most [`UNITS_LISTED_MAX`].
     pub persisted_units: Vec<Unit>,
+    /// For a crash inside recovery: the crash point in the trace of the clean recovery of
+    /// the image, not in the run's trace.
     pub recovery_crash_point: Option<CrashPoint>,
+    /// For a crash inside recovery: which of recovery's pending units persisted.
     pub recovery_choice: Option<Choice>,
-    /// `None`: no `crash.img` (run-time violation).
+    /// `None`: no `crash.img` (a run-time violation, or a rebuild-only artifact: see
+    /// [`ArtifactSource::hold_image`]).
     pub image: Option<ImageInfo>,
+    /// The violation as found, with its evidence; `repro` succeeds when one of its class
+    /// shows again.
     pub violation: Violation,
 }
 
 impl Manifest {
+    /// The class of the recorded violation: what `repro` and `minimize` look for.
     pub fn class(&self) -> ViolationClass {
         self.violation.class
     }
@@ -116,20 +146,61 @@ impl Manifest {
 /// A bad artifact or a failed write: always names the file and the problem, in one line.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
+    /// Reading or writing a file failed (other than a missing file).
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A file the artifact must hold is absent.
     #[error("{path}: missing (an artifact directory holds manifest.json and input.bin)")]
-    Missing { path: String },
+    Missing {
+        /// The missing file.
+        path: String,
+    },
+    /// The artifact path does not exist.
     #[error("no artifact directory at {path}")]
-    NoDirectory { path: String },
+    NoDirectory {
+        /// The path given.
+        path: String,
+    },
+    /// The artifact path is a file (often the manifest itself); an artifact is a directory.
     #[error("{path} is a file; expected an artifact directory (manifest.json, input.bin)")]
-    NotADirectory { path: String },
+    NotADirectory {
+        /// The path given.
+        path: String,
+    },
+    /// A file is present but wrong: over its size bound, truncated, a checksum mismatch, bad
+    /// JSON, a workload or crash state that does not rebuild.
     #[error("{path}: {problem}")]
-    Corrupt { path: String, problem: String },
+    Corrupt {
+        /// The offending file.
+        path: String,
+        /// What is wrong with it, in one line.
+        problem: String,
+    },
+    /// The manifest has another layout version than [`FORMAT_VERSION`].
     #[error("{path}: format version {found}, this crashsim reads version {FORMAT_VERSION}")]
-    Version { path: String, found: u32 },
+    Version {
+        /// The manifest.
+        path: String,
+        /// The version it records (saturated at `u32::MAX`).
+        found: u32,
+    },
+    /// The artifact was made with another target than the one asked to load it.
     #[error("{path}: artifact is for target `{found}`, not `{expected}`")]
-    WrongTarget { path: String, found: String, expected: String },
+    WrongTarget {
+        /// The manifest.
+        path: String,
+        /// The target the manifest names.
+        found: String,
+        /// The target asked to load it.
+        expected: String,
+    },
+    /// Rebuilding or re-exploring the workload failed (the target's run errored or panicked,
+    /// a class did not reproduce while minimizing), in one line.
     #[error("{0}")]
     Replay(String),
 }
@@ -158,7 +229,7 @@ pub fn encode_manifest(m: &Manifest) -> Vec<u8> {
 }
 
 /// Parses and checks manifest bytes read from `path`.
-pub fn decode_manifest(path: &std::path::Path, bytes: &[u8]) -> Result<Manifest, ArtifactError> {
+pub(crate) fn decode_manifest(path: &std::path::Path, bytes: &[u8]) -> Result<Manifest, ArtifactError> {
     let bad = |p: String| ArtifactError::corrupt(path, p);
     let wrapped: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| bad(format!("not JSON ({e}); truncated?")))?;

@@ -27,14 +27,20 @@ const PENDING_RUNS_MAX: usize = 64;
 /// One trace event.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct EventLine {
+    /// The event's index in the run's trace.
     pub seq: usize,
+    /// The instruction (`store`, `clwb`, `sfence`, ...: [`crate::pmem::Op::name`]).
     pub op: String,
+    /// First byte it covers; `None` for a fence.
     pub addr: Option<u64>,
+    /// Bytes it covers (a flush: whole lines); `None` for a fence.
     pub len: Option<u64>,
+    /// Call site label.
     pub site: String,
     /// The thread that issued the event and its operation index in that thread, where the
     /// target marks its steps (`Device::begin_step`).
     pub thread: Option<u8>,
+    /// The operation index within `thread`.
     pub op_index: Option<u32>,
     /// The power was cut just before this event.
     pub crash_here: bool,
@@ -43,26 +49,37 @@ pub struct EventLine {
 /// One pending 8-byte unit and its fate in this crash state.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct UnitFate {
+    /// Device address of the unit (8-aligned).
     pub addr: u64,
+    /// The value the store wrote, whether or not it persisted.
     pub value: u64,
+    /// The trace event that stored it.
     pub seq: usize,
+    /// That store's call site label.
     pub site: String,
+    /// It reached media in this crash state (else it was lost).
     pub persisted: bool,
+    /// The target's reading of `value` at `addr` ([`Target::describe_word`]).
     pub reading: Option<String>,
 }
 
 /// Pending units of one cache line (or the non-temporal units, `line: None`).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct LineFate {
+    /// The cache line's address; `None` for the non-temporal units.
     pub line: Option<u64>,
+    /// Its pending units, in program order.
     pub units: Vec<UnitFate>,
 }
 
 /// The offending word as the crash image holds it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct WordNote {
+    /// The violation's device address.
     pub addr: u64,
+    /// The 8-byte word the image holds there, little-endian.
     pub value: u64,
+    /// The target's reading of it ([`Target::describe_word`]).
     pub reading: Option<String>,
 }
 
@@ -70,18 +87,24 @@ pub struct WordNote {
 /// 2 MiB zeroing as 512 page stores is one entry), never spanning the crash point.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct TimelineEvent {
+    /// Trace index of the first event folded into this entry.
     pub first_seq: usize,
+    /// Trace index of the last one (inclusive).
     pub last_seq: usize,
     /// Events folded into this entry.
     pub count: usize,
+    /// The instruction they all are ([`crate::pmem::Op::name`]).
     pub op: String,
+    /// First byte covered; `None` for fences.
     pub addr: Option<u64>,
     /// Bytes covered by the folded events.
     pub len: Option<u64>,
+    /// The call site they all share.
     pub site: String,
     /// The thread that issued the events and its operation index (entries never span a
     /// thread change), where the target marks its steps.
     pub thread: Option<u8>,
+    /// The operation index within `thread`.
     pub op_index: Option<u32>,
 }
 
@@ -89,8 +112,11 @@ pub struct TimelineEvent {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LineMark {
+    /// A write-back store wrote to it.
     Store,
+    /// A non-temporal store wrote to it.
     StoreNt,
+    /// A flush covered it (`clwb`, `clflushopt` or `clflush`).
     Flush,
 }
 
@@ -112,34 +138,50 @@ pub struct LineRow {
 pub struct LineRun {
     /// First line address; `None` for the pending non-temporal units.
     pub line: Option<u64>,
+    /// Lines folded into the run (0 for the non-temporal units).
     pub lines: u64,
     /// The units of the first line of the run.
     pub units: Vec<UnitFate>,
-    /// Units persisted and lost over the whole run.
+    /// Units persisted over the whole run.
     pub persisted: usize,
+    /// Units lost over the whole run.
     pub lost: usize,
+    /// The offending word is on one of these lines.
     pub offending: bool,
 }
 
 /// Everything `show` prints.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Explanation {
+    /// The target's name, from the manifest.
     pub target: String,
+    /// The target's enabled bugs, by id.
     pub bugs: Vec<String>,
+    /// The violation the artifact records.
     pub violation: Violation,
+    /// The workload, as the manifest records it (JSON).
     pub workload: serde_json::Value,
     /// How `input.bin` holds the workload: JSON for a minimized (or hand-written) workload.
     pub input_kind: super::InputKind,
     /// The sweep seed the workload came from, if any.
     pub seed: Option<u64>,
+    /// Events in the run's trace.
     pub trace_events: usize,
+    /// The crash point's trace position; `None` for a run-time violation.
     pub crash_point: Option<usize>,
+    /// The trace events around the crash point (for a run-time violation: around the last
+    /// writer of the offending word, else at the end of the trace), unfolded.
     pub window: Vec<EventLine>,
+    /// Cache lines with pending units at the crash point, all of them (`lines` lists a few).
     pub pending_lines: usize,
+    /// The pending units of the first few pending lines, offending line first, then the
+    /// non-temporal units.
     pub lines: Vec<LineFate>,
     /// eADR: the cut fell inside the store at the crash point.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub torn: Option<TornFate>,
+    /// The word at the violation's address in the crash image; `None` without an address or
+    /// an image.
     pub offending_word: Option<WordNote>,
     /// The wider window of the HTML timeline, folded.
     pub timeline: Vec<TimelineEvent>,
@@ -148,19 +190,24 @@ pub struct Explanation {
     pub crash_column: Option<usize>,
     /// Cache lines the timeline touches, folded.
     pub line_rows: Vec<LineRow>,
+    /// Rows left out of `line_rows` past its bound (the offending row is always kept).
     pub line_rows_omitted: usize,
     /// Every pending line at the crash point, folded into runs.
     pub pending_runs: Vec<LineRun>,
+    /// Runs left out of `pending_runs` past its bound (the offending run is always kept).
     pub pending_runs_omitted: usize,
-    /// Pending units persisted and lost in the chosen crash state (torn units included).
+    /// Pending units persisted in the chosen crash state (torn units included).
     pub persisted_units: usize,
+    /// Pending units lost in the chosen crash state (torn units included).
     pub lost_units: usize,
 }
 
 /// How much of the store at the crash point a torn (eADR) cut let through.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TornFate {
+    /// The torn store's trace index (the crash point).
     pub seq: usize,
+    /// Its call site label.
     pub site: String,
     /// Units of that store written before the cut, in address order.
     pub written: u32,

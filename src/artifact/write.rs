@@ -22,9 +22,15 @@ const SPARSE_PAGE_BYTES: usize = 4096;
 /// Where a workload came from.
 #[derive(Clone, Debug)]
 pub struct ArtifactSource {
+    /// The sweep seed the workload was built from (`None`: a fuzz input, a file, a minimized
+    /// workload).
     pub seed: Option<u64>,
+    /// What seeded the engine's random choices when the violation was found; exploring again
+    /// with it finds the same states.
     pub stream_seed: u64,
+    /// How `input` encodes the workload.
     pub kind: InputKind,
+    /// The bytes written to `input.bin`; they must decode (per `kind`) to the workload.
     pub input: Vec<u8>,
     /// Write `crash.img`; without it the artifact is rebuild-only (small enough to commit:
     /// `repro` then judges the image rebuilt from the workload).

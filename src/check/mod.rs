@@ -6,6 +6,8 @@
 //! allowed); the crash engine fills where the power cut was and which stores made the offending
 //! bytes (crash point, last writer, persisted and lost units).
 
+#![deny(missing_docs, missing_debug_implementations)]
+
 use crate::pmem::{Choice, CrashPoint, PmemAddr};
 
 /// What went wrong: the classes of docs/design.md §6.
@@ -48,6 +50,8 @@ pub enum ViolationClass {
 }
 
 impl ViolationClass {
+    /// Every class, in declaration order: the most basic first (old contents, then foreign
+    /// contents, lost writes, ...), which is the order `Ord` sorts by.
     pub const ALL: [ViolationClass; 9] = [
         Self::StaleData,
         Self::ForeignData,
@@ -60,6 +64,7 @@ impl ViolationClass {
         Self::Deadlock,
     ];
 
+    /// The class's stable name, as JSON, reports and `Display` spell it (`StaleData`).
     pub fn name(self) -> &'static str {
         match self {
             Self::StaleData => "StaleData",
@@ -95,10 +100,13 @@ pub struct EventNote {
 /// One pending 8-byte unit at the crash point, as evidence.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UnitNote {
+    /// Device address of the unit (8-aligned).
     pub addr: PmemAddr,
+    /// The value the store wrote there, little-endian, whether or not it persisted.
     pub value: u64,
     /// Trace event that stored it.
     pub seq: usize,
+    /// Call site label of that store.
     pub site: String,
 }
 
@@ -115,8 +123,10 @@ pub struct CrashEvidence {
     pub persisted: Vec<UnitNote>,
     /// Pending units that were lost, on the offending line (all of them if no address is known).
     pub lost: Vec<UnitNote>,
-    /// Total pending units that persisted / were lost at this crash state.
+    /// Pending units that persisted in this crash state, on every line (`persisted` lists at
+    /// most [`crate::crash::EVIDENCE_UNITS_MAX`] of them, of the offending line only).
     pub persisted_count: usize,
+    /// Pending units that were lost in this crash state, on every line.
     pub lost_count: usize,
     /// Which pending units persisted at `crash_point`: with the workload, enough to rebuild
     /// the crash image exactly (artifacts, `crashsim repro`).
@@ -133,21 +143,30 @@ pub struct CrashEvidence {
 /// One oracle verdict against the system under test.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Violation {
+    /// What kind of bug this is.
     pub class: ViolationClass,
+    /// What the oracle saw, for a human, in one line (without the evidence, which `Display`
+    /// appends).
     pub message: String,
     /// File (name or id) and byte offset in it, when the violation is about file contents.
     pub file: Option<String>,
+    /// Byte offset in `file` (not a device address: see `addr`).
     pub offset_bytes: Option<u64>,
     /// The offending device address, when known; the engine's evidence is keyed on it.
     pub addr: Option<PmemAddr>,
     /// What the oracle read, and what it would have accepted.
     pub found: Option<String>,
+    /// What the oracle would have accepted instead of `found` (e.g. `data v1 or v2`).
     pub allowed: Option<String>,
+    /// Where the power cut was and which stores made the state; the engine fills it, a
+    /// target leaves it default (serialized flat, beside the fields above).
     #[serde(flatten)]
     pub evidence: CrashEvidence,
 }
 
 impl Violation {
+    /// A violation of `class` with `message` and nothing else known yet: add what the oracle
+    /// knows with the builder methods below.
     pub fn new(class: ViolationClass, message: impl Into<String>) -> Self {
         Self {
             class,
@@ -161,17 +180,21 @@ impl Violation {
         }
     }
 
+    /// The violation is about byte `offset_bytes` of file `file` (a name or an id).
     pub fn in_file(mut self, file: impl Into<String>, offset_bytes: u64) -> Self {
         self.file = Some(file.into());
         self.offset_bytes = Some(offset_bytes);
         self
     }
 
+    /// The offending device address: the engine's evidence (last writer, persisted and lost
+    /// units of its cache line) is keyed on it.
     pub fn at_addr(mut self, addr: PmemAddr) -> Self {
         self.addr = Some(addr);
         self
     }
 
+    /// What the oracle read, and what it would have accepted instead.
     pub fn found_allowed(mut self, found: impl Into<String>, allowed: impl Into<String>) -> Self {
         self.found = Some(found.into());
         self.allowed = Some(allowed.into());

@@ -111,12 +111,13 @@ impl Coverage {
         self.points_over_budget == 0 && self.points_skipped == 0 && self.points_whole == Some(self.points)
     }
 
-    /// Adds one crash point's space of `states` (`u128::MAX`: saturated, a lower bound).
     /// Counts one more crash point all of whose states were covered.
     pub fn point_whole(&mut self) {
         self.points_whole = Some(self.points_whole.unwrap_or(0) + 1);
     }
 
+    /// Adds one crash point and its space of `states` (`u128::MAX`: saturated, so the space
+    /// becomes a lower bound).
     pub fn add_point_space(&mut self, states: u128) {
         self.points += 1;
         self.add_space(states, states != u128::MAX);

@@ -6,7 +6,7 @@ use crate::pmem::{Choice, CrashPoint, CrashState, LINE_BYTES, Op, PmemAddr, Trac
 use super::EVIDENCE_UNITS_MAX;
 
 /// Fills the evidence of a crash-oracle violation found at `state` under `choice`.
-pub fn attach_crash(v: &mut Violation, trace: &Trace, state: &CrashState, choice: &Choice) {
+pub(crate) fn attach_crash(v: &mut Violation, trace: &Trace, state: &CrashState, choice: &Choice) {
     let persisted = state.persisted(choice);
     let lost = state.lost(choice);
     let e = &mut v.evidence;

@@ -38,7 +38,7 @@ fn install_quiet_hook() {
 }
 
 /// Runs `f`, turning a panic into `Err("panicked: MESSAGE at FILE:LINE")`.
-pub fn guarded<R>(f: impl FnOnce() -> Result<R, String>) -> Result<R, String> {
+pub(crate) fn guarded<R>(f: impl FnOnce() -> Result<R, String>) -> Result<R, String> {
     install_quiet_hook();
     let was_quiet = QUIET.with(|q| q.replace(true));
     let result = catch_unwind(AssertUnwindSafe(f));

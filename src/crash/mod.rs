@@ -6,6 +6,8 @@
 //! reads a [`crate::pmem::View`] (shared base + chosen units) and writes a private copy-on-write
 //! overlay. [`ImageMode::Copy`] exists only as the benchmark baseline.
 
+#![deny(missing_docs, missing_debug_implementations)]
+
 mod coverage;
 mod enumerate;
 mod evidence;
@@ -15,11 +17,12 @@ mod replay;
 
 pub use coverage::{Coverage, OVER_BUDGET_LISTED, StateCount};
 pub use enumerate::{Strategy, choices, fits_budget, random_choice};
-pub use evidence::{attach_crash, last_writer};
+pub(crate) use evidence::attach_crash;
+pub use evidence::last_writer;
 pub use explore::{
     StateObserver, WorkloadReport, explore_observed, explore_seed, explore_seed_until, explore_workload,
 };
-pub use guard::guarded;
+pub(crate) use guard::guarded;
 pub use replay::{RecoveryCrash, Replay, judge_image, replay_run, workload_for_seed};
 
 use crate::pmem::{Granularity, PersistenceModel};
@@ -53,7 +56,13 @@ pub enum ImageMode {
 /// again and compared with the clean recovery.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecoveryCrashConfig {
+    /// Unique crash states per crash point whose recovery is crashed, the first ones in
+    /// enumeration order (under [`Strategy::Lazy`]: the first recoveries). 0 turns recovery
+    /// crashes off.
     pub states_per_point: usize,
+    /// Crash points drawn (seeded, with repeats) from the trace of one clean recovery; each is
+    /// crashed and recovered again, and the state stops at the first violation. 0 turns
+    /// recovery crashes off.
     pub crashes_per_state: usize,
 }
 
@@ -66,12 +75,24 @@ impl Default for RecoveryCrashConfig {
 /// Everything the engine needs to explore one workload.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CrashConfig {
+    /// Where the persistence domain ends: decides which stores a power cut may lose.
     pub model: PersistenceModel,
+    /// Where crash points are placed; [`CrashConfig::complete_granularity`] gives the one that
+    /// misses no state under `model`.
     pub granularity: Granularity,
+    /// How the crash states of one crash point are enumerated.
     pub strategy: Strategy,
+    /// Budget of crash states (choices, duplicates included) per crash point for
+    /// [`Strategy::Exhaustive`] and [`Strategy::Bounded`], 1..=[`STATES_PER_POINT_MAX`].
+    /// [`Strategy::Lazy`] ignores it: `recoveries_per_point` bounds it instead.
     pub states_per_point: usize,
+    /// How recovery sees a crash state; [`ImageMode::Overlay`] except to benchmark.
     pub image_mode: ImageMode,
+    /// Crashes inside recovery (the idempotence oracle).
     pub recovery_crash: RecoveryCrashConfig,
+    /// Violations kept per workload: exploring the workload stops once this many are found
+    /// (run-time violations count), so a buggy workload costs little. Points left unexplored
+    /// are counted skipped, and the coverage is then not complete.
     pub violations_per_workload: usize,
     /// Media-fault states per crash point: the all-persisted state with one bit flipped in a
     /// word the run stored inside one of the target's [`crate::target::Target::media_fault_ranges`],

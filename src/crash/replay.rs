@@ -18,10 +18,24 @@ use super::guarded;
 pub struct Replay<R> {
     /// The formatted media the run started from.
     pub initial: Arc<dyn Backing>,
+    /// Every store, flush and fence the run issued, from `initial` on: what crash points
+    /// index.
     pub trace: Trace,
+    /// What the target's run left for its crash oracle ([`Target::Record`]).
     pub record: R,
     /// Run-time violations, without engine evidence.
     pub run_violations: Vec<Violation>,
+}
+
+impl<R> std::fmt::Debug for Replay<R> {
+    /// The sizes and the run-time violations; not the media, the events or the record.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replay")
+            .field("initial_bytes", &self.initial.size_bytes())
+            .field("trace_events", &self.trace.len())
+            .field("run_violations", &self.run_violations)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The workload for `seed`; a panic in the target's generator becomes an error naming the seed.
@@ -62,7 +76,9 @@ impl<R> Replay<R> {
 /// Where to crash recovery, if at all, when judging an image.
 #[derive(Copy, Clone, Debug)]
 pub struct RecoveryCrash<'c> {
+    /// The crash point in the trace of the clean recovery of the image (not the run's trace).
     pub point: CrashPoint,
+    /// Which of recovery's pending units persisted at `point`.
     pub choice: &'c Choice,
 }
 

@@ -15,6 +15,7 @@ thread_local! {
 
 /// Install with `#[global_allocator] static A: CappedAlloc = CappedAlloc;` to make
 /// [`largest_alloc_since`] meaningful; without it that function reports 0.
+#[derive(Debug)]
 pub struct CappedAlloc;
 
 fn note(size: usize) {

@@ -27,6 +27,7 @@ const SITE_CORRUPT: &str = "crashsim::fuzzing::corrupt";
 /// checkpoint, and committed transactions still in the journal after it.
 #[derive(Clone, Debug)]
 pub struct BaseImage {
+    /// The image's geometry: [`IMAGE_DEVICE_BYTES`] with a PMD of [`PMD_BLOCKS`] blocks.
     pub geom: Geometry,
     image: Arc<SparseImage>,
 }

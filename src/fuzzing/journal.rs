@@ -28,6 +28,8 @@ const BREAK_ALL_CRCS: u8 = 4;
 /// The transactions an independent decoding of the journal accepts, in replay order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JournalView {
+    /// Each committed transaction as (tid, its body records in journal order), in replay
+    /// order from the checkpointed tail.
     pub transactions: Vec<(u64, Vec<Record>)>,
 }
 

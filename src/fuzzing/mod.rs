@@ -10,6 +10,8 @@
 //! Enabled bugs come only from [`BUGS_ENV`], read once when the config is built; input bytes
 //! never choose them.
 
+#![deny(missing_docs, missing_debug_implementations)]
+
 mod alloc;
 mod image;
 mod journal;
@@ -30,7 +32,7 @@ pub use workload::crash_workload;
 use crate::crash::CrashConfig;
 use crate::daxfs::BugSet;
 use crate::daxfs::bugs::UnknownBug;
-use crate::exec::RunConfig;
+use crate::targets::daxfs::exec::RunConfig;
 
 /// The environment variable naming the enabled daxfs bugs, comma-separated catalogue ids.
 pub const BUGS_ENV: &str = "CRASHSIM_BUGS";
@@ -58,16 +60,24 @@ pub const EXPLORE_ONE_IN: u64 = 4;
 /// Violations collected from one failing input before the harness reports the most basic
 /// (only failing inputs pay for it).
 pub const VIOLATIONS_PER_INPUT: usize = 32;
-/// Crash points and states per point of the wider exploration a failing input gets before the
-/// harness names its violation.
+/// Crash points of the wider exploration a failing input gets before the harness names its
+/// violation.
 pub const WIDENED_POINTS: usize = 64;
+/// States per crash point (and, under lazy enumeration, recoveries per crash point) of that
+/// wider exploration.
 pub const WIDENED_STATES: usize = 64;
 
 /// What every harness runs with. Built once per process.
 #[derive(Clone, Debug)]
 pub struct FuzzConfig {
+    /// The daxfs bugs enabled (from [`BUGS_ENV`]), as `mount_image` and `journal_replay`
+    /// mount with them and repro lines name them. [`FuzzConfig::new`] copies them into
+    /// `run.mount.bugs`; changing one afterwards does not change the other.
     pub bugs: BugSet,
+    /// How `crash_workload` runs daxfs (mount options with the bugs, a per-workload allocation
+    /// policy).
     pub run: RunConfig,
+    /// The exploration `crash_workload` gives an input ([`fuzz_crash_configs`]).
     pub crash: CrashConfig,
     /// `crash_workload` crash-explores the inputs whose hash is 0 modulo this (1: every input).
     pub explore_one_in: u64,
@@ -84,7 +94,10 @@ pub struct FuzzConfigError(#[from] pub UnknownBug);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{summary}\nrepro: {repro}")]
 pub struct Failure {
+    /// What broke, in one line (for a workload: the violation count and the headline
+    /// violation); `harness: ...` when the harness itself could not run the input.
     pub summary: String,
+    /// A shell command that replays the input (with the enabled bugs), for the report.
     pub repro: String,
 }
 

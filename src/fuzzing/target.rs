@@ -66,6 +66,7 @@ pub enum Decoder {
 /// A fuzz harness for target `T`. Build it once per process ([`TargetHarness::from_env`] reads
 /// the bugs from `CRASHSIM_BUGS`); [`TargetHarness::check`] judges one input.
 pub struct TargetHarness<T: Target> {
+    /// The target every input runs on, built once.
     pub target: T,
     /// The fuzz target's name (`fuzz/fuzz_targets/<name>.rs`), for repro lines.
     pub name: String,
@@ -80,6 +81,22 @@ pub struct TargetHarness<T: Target> {
     pub explore_one_in: u64,
     decode: fn(&T, &[u8]) -> Option<T::Workload>,
     decoder: Decoder,
+}
+
+impl<T: Target> std::fmt::Debug for TargetHarness<T> {
+    /// The target by name and options (a target need not be `Debug`), and the settings.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetHarness")
+            .field("target", &self.target.name())
+            .field("options", &self.target.options())
+            .field("name", &self.name)
+            .field("bin", &self.bin)
+            .field("crash", &self.crash)
+            .field("widened", &self.widened)
+            .field("explore_one_in", &self.explore_one_in)
+            .field("decoder", &self.decoder)
+            .finish()
+    }
 }
 
 /// The fuzzing crash configuration: bounded, a sample of crash points, small budgets

@@ -70,6 +70,8 @@ pub struct Cells {
 }
 
 impl Cells {
+    /// The cells of `state`: one per cache line holding pending units (write-back, or
+    /// non-temporal only), ascending by address, then the torn store's cell (eADR) last.
     pub fn new(state: &CrashState) -> Self {
         let groups = state.nt_groups();
         let mut cells = Vec::new();
@@ -112,10 +114,12 @@ impl Cells {
         Self { cells, torn, ranges: ranges.into(), units }
     }
 
+    /// Number of cells; cell indexes are `0..len`.
     pub fn len(&self) -> usize {
         self.cells.len()
     }
 
+    /// True when the state has nothing pending: one crash state, the durable base.
     pub fn is_empty(&self) -> bool {
         self.cells.is_empty()
     }
@@ -346,6 +350,7 @@ impl TrackedView {
         self.log.on.store(false, Ordering::Relaxed);
     }
 
+    /// The plain view underneath, whose reads are not logged.
     pub fn view(&self) -> &View {
         &self.view
     }
@@ -400,6 +405,18 @@ pub struct LineWords<'a> {
     touched: std::cell::RefCell<Vec<u32>>,
 }
 
+impl std::fmt::Debug for LineWords<'_> {
+    /// What kind of reader it is and what it handed out so far; not the image.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineWords")
+            .field("concrete", &self.cells.is_none())
+            .field("tracked", &self.tracked.is_some())
+            .field("others_judged", &self.judged.get())
+            .field("touched", &self.touched())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'a> LineWords<'a> {
     /// The free cells of `slots` over `image` (a view of `slots`).
     pub fn new(image: &'a dyn Backing, cells: &'a Cells, slots: &'a [Slot]) -> Self {
@@ -414,7 +431,7 @@ impl<'a> LineWords<'a> {
     }
 
     /// The free cells of `slots` during a tracked run: cells the run has read are not free.
-    pub fn tracked(view: &'a TrackedView, cells: &'a Cells, slots: &'a [Slot]) -> Self {
+    pub(crate) fn tracked(view: &'a TrackedView, cells: &'a Cells, slots: &'a [Slot]) -> Self {
         Self { tracked: Some(view), ..Self::new(&view.view, cells, slots) }
     }
 
@@ -535,7 +552,7 @@ impl<'a> LineWords<'a> {
 
     /// Panics if a cell whose other values were handed out was read through the tracked device
     /// afterwards: its values were judged as free although the run depends on them.
-    pub fn assert_contract(&self) {
+    pub(crate) fn assert_contract(&self) {
         let Some(t) = self.tracked else { return };
         if let Some(&c) = self.handed.borrow().iter().find(|&&c| t.log.seen(c)) {
             panic!(

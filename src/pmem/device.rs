@@ -32,10 +32,13 @@ impl Device {
         Self { initial, image, trace: Trace::default(), trace_events_max: TRACE_EVENTS_MAX_DEFAULT }
     }
 
+    /// Bounds the trace at `events_max` events (default [`TRACE_EVENTS_MAX_DEFAULT`]): a call
+    /// that would record one more fails with [`PmemError::TraceFull`] and changes nothing.
     pub fn set_trace_events_max(&mut self, events_max: usize) {
         self.trace_events_max = events_max;
     }
 
+    /// The device's size in bytes, fixed by its initial media.
     pub fn size_bytes(&self) -> u64 {
         self.image.size_bytes()
     }
@@ -45,6 +48,7 @@ impl Device {
         &self.initial
     }
 
+    /// Every store, flush and fence issued since the device was made (or last rebased).
     pub fn trace(&self) -> &Trace {
         &self.trace
     }
@@ -61,6 +65,8 @@ impl Device {
         *self = Self { trace_events_max: self.trace_events_max, ..Self::with_backing(frozen) };
     }
 
+    /// The device taken apart: its initial media, its current (program-order) content and
+    /// its trace.
     pub fn into_parts(self) -> (Arc<dyn Backing>, SparseImage, Trace) {
         (self.initial, self.image, self.trace)
     }
@@ -139,6 +145,7 @@ impl Device {
         Ok(())
     }
 
+    /// Reads the latest stored 8-byte word at `addr`, little-endian (any alignment).
     pub fn read_u64(&self, addr: PmemAddr) -> Result<u64, PmemError> {
         let mut b = [0u8; 8];
         self.read(addr, &mut b)?;

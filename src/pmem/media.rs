@@ -7,6 +7,7 @@ pub const PAGE_BYTES: u64 = 4096;
 /// Read-only media content of a fixed size. Implementations: the procedural [`Background`],
 /// a [`SparseImage`], a crash-state [`super::View`], a memory-mapped crash image.
 pub trait Backing: Send + Sync {
+    /// The content's size in bytes; every read lies inside `0..size_bytes`.
     fn size_bytes(&self) -> u64;
     /// Fills `buf` with the bytes at `addr..addr + buf.len()`. The caller guarantees the range
     /// is inside the device (it is a harness bug otherwise).
@@ -41,6 +42,7 @@ pub struct Background {
 }
 
 impl Background {
+    /// All-zero content of `size_bytes`.
     pub fn zeroed(size_bytes: u64) -> Self {
         Self { size_bytes, word: None }
     }
@@ -108,11 +110,14 @@ pub struct SparseImage {
 }
 
 impl SparseImage {
+    /// An overlay of no pages over `lower`: it reads as `lower` until written, and its size is
+    /// `lower`'s.
     pub fn new(lower: Arc<dyn Backing>) -> Self {
         let size_bytes = lower.size_bytes();
         Self { lower, size_bytes, chunks: BTreeMap::new(), pages_written: 0 }
     }
 
+    /// The content below the overlay, what unwritten pages read as.
     pub fn lower(&self) -> &Arc<dyn Backing> {
         &self.lower
     }
@@ -133,6 +138,9 @@ impl SparseImage {
         })
     }
 
+    /// Writes `bytes` at `addr` into the overlay (any alignment; the range must lie inside the
+    /// image). Not traced: the system under test writes through [`super::Device`], whose
+    /// current content this is.
     pub fn write_at(&mut self, addr: u64, bytes: &[u8]) {
         debug_assert!(addr + bytes.len() as u64 <= self.size_bytes());
         let mut pos = 0usize;
@@ -148,6 +156,7 @@ impl SparseImage {
         }
     }
 
+    /// Writes the little-endian word `value` at `addr`, like [`Self::write_at`].
     pub fn write_u64(&mut self, addr: u64, value: u64) {
         let index = addr / PAGE_BYTES;
         let off = (addr % PAGE_BYTES) as usize;

@@ -5,6 +5,8 @@
 //! Architecture Invariant: the system under test touches persistent bytes only through
 //! [`Device`]; there is no other path to the media.
 
+#![deny(missing_docs, missing_debug_implementations)]
+
 mod cells;
 mod device;
 mod media;
@@ -35,6 +37,7 @@ const _: () = assert!(PAGE_BYTES % LINE_BYTES == 0);
 pub struct PmemAddr(pub u64);
 
 impl PmemAddr {
+    /// The address of the cache line holding this byte (rounded down to [`LINE_BYTES`]).
     pub fn line(self) -> u64 {
         self.0 & !(LINE_BYTES - 1)
     }
@@ -90,14 +93,48 @@ impl std::fmt::Display for PersistenceModel {
 /// Misuse of the device API. The device never panics on bad addresses or lengths.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PmemError {
+    /// An access that does not lie wholly inside the device.
     #[error("access of {len} bytes at {addr:#x} is outside the {size_bytes}-byte device")]
-    OutOfRange { addr: u64, len: u64, size_bytes: u64 },
+    OutOfRange {
+        /// First byte accessed.
+        addr: u64,
+        /// Bytes accessed.
+        len: u64,
+        /// The device's size.
+        size_bytes: u64,
+    },
+    /// A store whose address or length is not a multiple of the failure-atomic unit.
     #[error("{what} at {addr:#x} of {len} bytes is not {align}-byte aligned")]
-    Misaligned { what: &'static str, addr: u64, len: u64, align: u64 },
+    Misaligned {
+        /// The call: `store` or `store_nt`.
+        what: &'static str,
+        /// First byte stored.
+        addr: u64,
+        /// Bytes stored.
+        len: u64,
+        /// The alignment required, [`UNIT_BYTES`].
+        align: u64,
+    },
+    /// A store or flush of zero bytes.
     #[error("{what} of zero bytes at {addr:#x}")]
-    Empty { what: &'static str, addr: u64 },
+    Empty {
+        /// The call: `store`, `store_nt` or `flush`.
+        what: &'static str,
+        /// The address it named.
+        addr: u64,
+    },
+    /// A [`Choice`] whose shape or values do not fit the [`CrashState`] it is applied to (a
+    /// corrupt manifest, or a choice of another crash point).
     #[error("crash-state choice does not fit its crash point: {reason}")]
-    BadChoice { reason: String },
+    BadChoice {
+        /// Which part does not fit, in one line.
+        reason: String,
+    },
+    /// The trace reached its bound ([`Device::set_trace_events_max`]); the call was not
+    /// recorded or applied.
     #[error("trace is full: {events_max} events (raise the trace bound or shorten the workload)")]
-    TraceFull { events_max: usize },
+    TraceFull {
+        /// The bound.
+        events_max: usize,
+    },
 }

@@ -58,8 +58,11 @@ pub fn crash_points(trace: &Trace, granularity: Granularity) -> Vec<CrashPoint> 
 /// One pending 8-byte unit: written by trace event `seq`, not yet durable.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Unit {
+    /// Device address of the word (8-aligned).
     pub addr: u64,
+    /// The word the store wrote, little-endian.
     pub value: u64,
+    /// The trace event that stored it; several units share one store's `seq`.
     pub seq: usize,
 }
 
@@ -67,7 +70,9 @@ pub struct Unit {
 /// the durable base plus some prefix of these.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingLine {
+    /// Address of the cache line ([`LINE_BYTES`]-aligned).
     pub line: u64,
+    /// Its pending units, in program order; one address may appear more than once.
     pub units: Vec<Unit>,
 }
 
@@ -78,6 +83,8 @@ pub struct PendingLine {
 pub struct NtDep {
     /// Index into [`CrashState::lines`].
     pub line: usize,
+    /// Units of that line stored before the NT unit, at least 1: the line's
+    /// [`Choice::line_prefix`] must reach it for the NT unit to persist.
     pub prefix: u32,
 }
 
@@ -85,8 +92,12 @@ pub struct NtDep {
 /// pending units.
 #[derive(Clone, Debug)]
 pub struct CrashState {
+    /// Where the power was cut.
     pub point: CrashPoint,
+    /// The persistence model the state was computed under.
     pub model: PersistenceModel,
+    /// The durable base: every unit that is durable whatever the choice (not a full copy:
+    /// an overlay over the run's initial media).
     pub base: Arc<SparseImage>,
     /// Hash of the whole durable base (see [`Tracker`]); with a view's delta it names a state.
     pub base_hash: u128,
@@ -111,10 +122,16 @@ pub struct CrashState {
 /// out when 0 and reads as 0 when absent, so manifests written before it still load.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Choice {
+    /// Per pending line, index-aligned with [`CrashState::lines`]: how many of its units, in
+    /// program order, persisted (0..=units; a prefix, never a subset).
     #[serde(with = "runs")]
     pub line_prefix: Vec<u32>,
+    /// Per pending non-temporal unit, index-aligned with [`CrashState::nt`]: whether it
+    /// persisted.
     #[serde(with = "runs")]
     pub nt_mask: Vec<bool>,
+    /// eADR: how many units of the store at the crash point ([`CrashState::torn`]) were
+    /// written before the cut; 0 (always, under ADR) means the store had not begun.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub torn: u32,
 }
@@ -187,10 +204,13 @@ impl CrashState {
         n.saturating_mul(pow2(groups.free.len()))
     }
 
+    /// The choice in which no pending unit persisted: the durable base alone.
     pub fn choice_none(&self) -> Choice {
         Choice { line_prefix: vec![0; self.lines.len()], nt_mask: vec![false; self.nt.len()], torn: 0 }
     }
 
+    /// The choice in which every pending unit persisted (and, under eADR, every torn unit:
+    /// the store at the crash point cut just before its last unit).
     pub fn choice_all(&self) -> Choice {
         Choice {
             line_prefix: self.lines.iter().map(|l| l.units.len() as u32).collect(),
@@ -224,6 +244,9 @@ impl CrashState {
         })
     }
 
+    /// Checks that `choice` is one of this state's: its shape matches, no line persists more
+    /// than it has pending, no NT unit persists without what it waits on ([`NtDep`]), and the
+    /// torn prefix is in bounds. The error is a [`PmemError::BadChoice`] naming the first misfit.
     pub fn check_choice(&self, choice: &Choice) -> Result<(), PmemError> {
         let bad = |reason: String| Err(PmemError::BadChoice { reason });
         if choice.line_prefix.len() != self.lines.len() || choice.nt_mask.len() != self.nt.len() {
@@ -385,6 +408,8 @@ pub struct MediaFault {
 }
 
 impl View {
+    /// The image `choice` leaves of `state`; a [`PmemError::BadChoice`] if the choice does not
+    /// fit the state ([`CrashState::check_choice`]).
     pub fn new(state: &CrashState, choice: &Choice) -> Result<Self, PmemError> {
         state.check_choice(choice)?;
         let nt_chosen = choice.nt_mask.iter().any(|&m| m);
@@ -552,6 +577,9 @@ struct LineState {
 }
 
 /// Walks a trace from its initial image, keeping the durable image and the pending units.
+///
+/// Walking forward is incremental: exploring every crash point of a trace costs one pass, not
+/// one per point. To go back, make a new tracker.
 pub struct Tracker<'t> {
     trace: &'t Trace,
     model: PersistenceModel,
@@ -562,7 +590,22 @@ pub struct Tracker<'t> {
     nt: Vec<Unit>,
 }
 
+impl std::fmt::Debug for Tracker<'_> {
+    /// Where the walk is and how much is pending; not the images.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracker")
+            .field("model", &self.model)
+            .field("position", &self.pos)
+            .field("trace_events", &self.trace.len())
+            .field("pending_lines", &self.lines.values().filter(|l| !l.pending.is_empty()).count())
+            .field("pending_nt", &self.nt.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'t> Tracker<'t> {
+    /// A tracker at crash point 0 of `trace`, under `model`: nothing executed, everything
+    /// durable is `initial` (the media the trace was recorded on).
     pub fn new(trace: &'t Trace, initial: Arc<dyn Backing>, model: PersistenceModel) -> Self {
         Self {
             trace,
@@ -575,6 +618,7 @@ impl<'t> Tracker<'t> {
         }
     }
 
+    /// The crash point the tracker stands at: the events before it are processed.
     pub fn position(&self) -> CrashPoint {
         CrashPoint(self.pos)
     }

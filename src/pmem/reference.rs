@@ -37,14 +37,19 @@ pub type StatesByPoint = BTreeMap<usize, BTreeSet<Image>>;
 /// One state the engine produced: its crash point, its `View::state_hash` and its bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineState {
+    /// The crash point's trace position.
     pub point: usize,
+    /// The view's [`View::state_hash`]: equal images must have equal hashes, and only they.
     pub hash: u128,
+    /// The crash image, materialized.
     pub image: Image,
 }
 
 /// A decoded input: the initial media content and the trace recorded on it.
 pub struct RefCase {
+    /// The media the trace starts from ([`decode_initial`]'s pattern).
     pub initial: Arc<dyn Backing>,
+    /// The decoded device calls, as the device traced them.
     pub trace: Trace,
 }
 

@@ -3,35 +3,52 @@ use super::{FlushKind, UNIT_BYTES};
 /// One device call as recorded. The sequence number of an event is its index in the trace.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Event {
+    /// What the call was, with its address range.
     pub op: Op,
     /// Call site, e.g. `daxfs::journal::commit`.
     pub site: &'static str,
 }
 
+/// A traced device call. Stores carry no bytes: [`Trace::store_data`] reads them from the trace.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     /// Write-back store of `len` bytes (a multiple of 8) whose data starts at `data_off` in the
     /// trace's data arena.
     Store {
+        /// First byte stored (8-aligned).
         addr: u64,
+        /// Bytes stored, a multiple of 8.
         len: u32,
+        /// Offset of the stored bytes in the trace's data arena, meaningful only to the trace
+        /// that recorded it (read them with [`Trace::store_data`]).
         data_off: u32,
     },
     /// Non-temporal store; same layout as `Store`.
     StoreNt {
+        /// First byte stored (8-aligned).
         addr: u64,
+        /// Bytes stored, a multiple of 8.
         len: u32,
+        /// Offset of the stored bytes in the trace's data arena, as for `Store`.
         data_off: u32,
     },
+    /// Cache-line flush, widened to whole lines: `addr..addr + len` covers every line the
+    /// call's range overlapped.
     Flush {
+        /// First byte of the first line ([`super::LINE_BYTES`]-aligned).
         addr: u64,
+        /// Bytes covered, a multiple of [`super::LINE_BYTES`] (not the length asked for).
         len: u64,
+        /// The write-back instruction.
         kind: FlushKind,
     },
+    /// Store fence (sfence): flushed lines and non-temporal stores before it become durable.
     Fence,
 }
 
 impl Op {
+    /// The instruction's name as traces and reports print it: `store`, `store_nt`, `clwb`,
+    /// `clflushopt`, `clflush`, `sfence`.
     pub fn name(&self) -> &'static str {
         match self {
             Op::Store { .. } => "store",
@@ -49,7 +66,9 @@ impl Op {
 /// [`crate::pmem::Device::begin_step`]; `show` draws one timeline lane per thread from these.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct TraceStep {
+    /// The first event of the step; it lasts until the next step's `first_seq`.
     pub first_seq: usize,
+    /// The target's thread index (as passed to [`crate::pmem::Device::begin_step`]).
     pub thread: u8,
     /// The target's index of the operation, within its thread.
     pub op: u32,
@@ -65,15 +84,19 @@ pub struct Trace {
 }
 
 impl Trace {
+    /// Events recorded; also the crash point after the last one.
     pub fn len(&self) -> usize {
         self.events.len()
     }
+    /// True when no event was recorded.
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
     }
+    /// Every event, in program order; an event's index is its sequence number.
     pub fn events(&self) -> &[Event] {
         &self.events
     }
+    /// Event `seq`. Panics if `seq >= self.len()`.
     pub fn event(&self, seq: usize) -> &Event {
         &self.events[seq]
     }

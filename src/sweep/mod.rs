@@ -7,6 +7,8 @@
 //! cut short says so (`complete: false`, with `budget_exhausted` or `interrupted`, and the seeds
 //! not done).
 
+#![deny(missing_docs, missing_debug_implementations)]
+
 mod monitor;
 mod results;
 
@@ -37,14 +39,18 @@ pub const JOBS_MAX: usize = 256;
 /// A half-open range of workload seeds, written `A..B`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SeedRange {
+    /// The first seed.
     pub start: u64,
+    /// One past the last seed (excluded).
     pub end: u64,
 }
 
 impl SeedRange {
+    /// Seeds in the range (0 when `end <= start`).
     pub fn len(&self) -> u64 {
         self.end.saturating_sub(self.start)
     }
+    /// True when the range holds no seed.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -75,9 +81,13 @@ impl std::str::FromStr for SeedRange {
 /// Sweep options.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SweepConfig {
+    /// The workload seeds to explore, at most [`SEEDS_MAX`] (with `--partition`, the whole
+    /// range every shard is cut from).
     pub seeds: SeedRange,
+    /// How each seed's workload is crash-explored; the same for every seed.
     pub crash: CrashConfig,
-    /// Worker threads (a local rayon pool of this size).
+    /// Worker threads (a local rayon pool of this size), 1..=[`JOBS_MAX`]. Results do not
+    /// depend on it.
     pub jobs: usize,
     /// Start no new seed after this much wall-clock time.
     pub budget: Option<Duration>,
@@ -89,30 +99,52 @@ pub struct SweepConfig {
 /// Bad sweep options. Violations are results, not errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SweepError {
+    /// A seed range that does not parse, is empty or holds more than [`SEEDS_MAX`] seeds (the
+    /// text as given).
     #[error("bad seed range `{0}`: expected A..B with A < B and at most {SEEDS_MAX} seeds")]
     BadSeeds(String),
+    /// A worker count outside 1..=[`JOBS_MAX`].
     #[error("jobs must be 1..={JOBS_MAX}, got {0}")]
     BadJobs(usize),
+    /// A per-point state budget outside 1..=[`STATES_PER_POINT_MAX`] (checked whatever the
+    /// strategy).
     #[error("states per crash point must be 1..={STATES_PER_POINT_MAX}, got {0}")]
     BadStatesPerPoint(usize),
+    /// The rayon pool could not be built.
     #[error("cannot start the worker pool: {0}")]
     ThreadPool(String),
+    /// A shard that does not parse as `slice:I/N` or is out of bounds (the text as given).
     #[error("bad partition `{0}`: expected slice:I/N with I < N <= {PARTITIONS_MAX}")]
     BadPartition(String),
+    /// The results file cannot be created, read, appended to, or belongs to another sweep.
     #[error("{path}: {problem}")]
-    Results { path: String, problem: String },
+    Results {
+        /// The results file.
+        path: String,
+        /// What went wrong with it, in one line.
+        problem: String,
+    },
+    /// Summaries that are not shards of one sweep (another target, range or config), or none.
     #[error("cannot merge: {0}")]
     Merge(String),
     /// Exhaustive enumeration met a crash point over the per-point budget (the smallest such
     /// seed; the sweep stops there).
     #[error("seed {seed}: {error}")]
-    OverBudget { seed: u64, error: TargetError },
+    OverBudget {
+        /// The smallest seed that met such a point.
+        seed: u64,
+        /// The engine's error, a [`TargetError::OverBudget`] naming the point.
+        error: TargetError,
+    },
 }
 
 /// A violation with the seed whose workload found it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SweepViolation {
+    /// The workload seed: [`Target::workload_from_seed`] rebuilds the workload from it, and
+    /// it seeds the engine's random choices, so a sweep of this one seed finds it again.
     pub seed: u64,
+    /// The violation with its evidence (serialized flat, beside `seed`).
     #[serde(flatten)]
     pub violation: Violation,
     /// The artifact directory written for it (one per distinct class and call site).
@@ -123,13 +155,16 @@ pub struct SweepViolation {
 /// A seed the target could not run (harness or input problem, not a violation).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SeedError {
+    /// The seed whose workload failed.
     pub seed: u64,
+    /// Why, in one line ([`TargetError`]'s text: a device error, a panic in the target).
     pub message: String,
 }
 
 /// A crash point of one seed's workload.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct SeedPoint {
+    /// The workload seed.
     pub seed: u64,
     /// The crash point's trace position.
     pub point: u64,
@@ -139,8 +174,10 @@ pub struct SeedPoint {
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Sampling {
+    /// A few seeded states per crash point: never the whole space.
     #[default]
     Sampled,
+    /// None explored (the config's counts are 0).
     Off,
 }
 
@@ -157,8 +194,12 @@ impl std::fmt::Display for Sampling {
 /// the target, the seeds and the crash config (and of the budget, when it cut the sweep short).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SweepSummary {
+    /// The target's [`Target::name`].
     pub target: String,
+    /// The whole seed range of the sweep (with `partition`, the shard's seeds are a slice of
+    /// it).
     pub seeds: SeedRange,
+    /// The crash config every seed was explored with.
     pub config: CrashConfig,
     /// Workloads explored.
     pub workloads: u64,
@@ -188,13 +229,24 @@ pub struct SweepSummary {
     /// Media-fault states: a seeded sample per crash point (`complete` does not count them).
     #[serde(default)]
     pub media_faults: Sampling,
+    /// Crash points explored, summed over workloads ([`WorkloadReport::crash_points`]);
+    /// `coverage.points` counts the skipped ones too.
     pub crash_points: u64,
+    /// Crash states enumerated, duplicates included, summed over workloads.
     pub crash_states: u64,
+    /// Crash states recovered and checked (distinct within their workload), summed.
     pub unique_states: u64,
+    /// Crash states inside recovery that were recovered again, summed.
     pub recovery_crash_states: u64,
+    /// Every violation kept, in seed order (at most `violations_per_workload` per seed).
     pub violations: Vec<SweepViolation>,
+    /// Seeds the target could not run, in seed order: not violations, but the sweep is not
+    /// complete.
     pub errors: Vec<SeedError>,
+    /// Wall-clock seconds, over every run of a resumed sweep; for merged shards, the slowest
+    /// shard's. Not deterministic.
     pub elapsed_s: f64,
+    /// `crash_states / elapsed_s` (0 when no time elapsed). Not deterministic.
     pub states_per_s: f64,
     /// The shard this summary covers (`--partition`); `None` for a whole range.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,7 +270,7 @@ pub struct SweepSummary {
 }
 
 /// Runs of consecutive seeds (`step` apart) of an ascending list, as half-open ranges.
-pub fn seed_runs(seeds: &[u64], step: u64) -> Vec<SeedRange> {
+pub(crate) fn seed_runs(seeds: &[u64], step: u64) -> Vec<SeedRange> {
     let mut runs: Vec<SeedRange> = Vec::new();
     for &s in seeds {
         match runs.last_mut() {

@@ -66,6 +66,8 @@ impl Default for Monitor {
 }
 
 impl Monitor {
+    /// A monitor of no seeds yet; the sweep driver starts it when the run starts, so one
+    /// monitor may be shared before that ([`super::RunOptions::monitor`]).
     pub fn new() -> Self {
         Self {
             started: Mutex::new(Instant::now()),

@@ -28,7 +28,9 @@ pub const PARTITIONS_MAX: u64 = 1 << 16;
 /// `slice:I/N`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Partition {
+    /// This shard, `0..count`.
     pub index: u64,
+    /// Shards the range is split into, 1..=[`PARTITIONS_MAX`].
     pub count: u64,
 }
 
@@ -54,6 +56,7 @@ impl std::fmt::Display for Partition {
 /// Options of [`super::run_with`] beyond the sweep's own config.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
+    /// Explore only this shard of the seed range (`None`: every seed).
     pub partition: Option<Partition>,
     /// Append every finished seed to this results file.
     pub results: Option<PathBuf>,

@@ -3,19 +3,22 @@
 //! This is the one place where the generic engine meets daxfs; the engine itself never names
 //! daxfs types (Architecture Invariant).
 
-use crate::check::{Violation, ViolationClass};
+#[doc(hidden)]
+pub mod exec;
+
+use crate::check::Violation;
 use crate::daxfs::bugs::{BugSet, TARGET_CATALOGUE};
 use crate::daxfs::fs::AllocPolicy;
 use crate::daxfs::store::MetaStore;
 use crate::daxfs::tag::Word;
 use crate::daxfs::types::FsError;
-use crate::exec::crash::{CrashClass, CrashFinding, Scope};
-use crate::exec::record::RunRecord;
-use crate::exec::{self, Finding, FindingClass, RunConfig};
-use crate::pmem::{CrashPoint, Device, LineWords, PmemAddr};
+use crate::pmem::{CrashPoint, Device, LineWords};
 use crate::sched::Step;
 use crate::target::{BugInfo, ConfigError, RunOutcome, Target, TargetError, TargetOptions, WorkloadError};
 use crate::workload::{Op, Workload};
+use exec::RunConfig;
+use exec::crash::Scope;
+use exec::record::RunRecord;
 
 /// daxfs with a device geometry, mount options and enabled bugs.
 #[derive(Clone, Debug, Default)]
@@ -53,11 +56,10 @@ impl DaxfsTarget {
         point: CrashPoint,
         torn: bool,
     ) -> Vec<Violation> {
-        let findings = match self.oracle {
+        match self.oracle {
             OracleMode::Cached => exec::crash::check(store, dev, record, point.0, torn, self.scope),
             OracleMode::Plain => exec::crash::check_plain(store, dev, record, point.0, torn, self.scope),
-        };
-        findings.into_iter().map(crash_violation).collect()
+        }
     }
 
     /// The same target with the crash oracle's page cache off.
@@ -257,44 +259,6 @@ fn describe(value: u64) -> String {
     }
 }
 
-fn runtime_violation(f: Finding) -> Violation {
-    let class = match f.class {
-        FindingClass::StaleData => ViolationClass::StaleData,
-        FindingClass::ForeignData => ViolationClass::ForeignData,
-        FindingClass::IncoherentView => ViolationClass::IncoherentView,
-        FindingClass::UseAfterFree => ViolationClass::UseAfterFree,
-        FindingClass::Deadlock => ViolationClass::Deadlock,
-    };
-    let mut v = Violation::new(class, format!("thread {} op {}: {}", f.thread, f.op_index, f.message));
-    if let (Some(file), Some(word)) = (f.file_id, f.word_off) {
-        v = v.in_file(format!("file{file}"), word * 8);
-    }
-    if let (Some(found), Some(expected)) = (f.found, f.expected) {
-        v = v.found_allowed(found, expected);
-    }
-    v
-}
-
-fn crash_violation(f: CrashFinding) -> Violation {
-    let class = match f.class {
-        CrashClass::StaleData => ViolationClass::StaleData,
-        CrashClass::ForeignData => ViolationClass::ForeignData,
-        CrashClass::LostWrite => ViolationClass::LostWrite,
-        CrashClass::AllocatorInconsistent => ViolationClass::AllocatorInconsistent,
-    };
-    let mut v = Violation::new(class, f.message);
-    if let (Some(file), Some(word)) = (f.file_id, f.word_off) {
-        v = v.in_file(format!("file{file}"), word * 8);
-    }
-    if let Some(addr) = f.pmem_addr {
-        v = v.at_addr(PmemAddr(addr));
-    }
-    if let (Some(found), Some(allowed)) = (f.found, f.allowed) {
-        v = v.found_allowed(found, allowed);
-    }
-    v
-}
-
 /// The settings daxfs takes (`--set KEY=VALUE`).
 const SETTINGS: [&str; 2] = ["policy", "pmd_blocks"];
 
@@ -379,10 +343,7 @@ impl Target for DaxfsTarget {
         let out = exec::run_on(workload, &self.config, fresh)
             .map_err(|e| TargetError::Other(format!("mount: {e}")))?;
         *dev = out.device;
-        Ok(RunOutcome {
-            record: out.record,
-            violations: out.findings.into_iter().map(runtime_violation).collect(),
-        })
+        Ok(RunOutcome { record: out.record, violations: out.findings })
     }
 
     fn recover(&self, dev: &mut Device) -> Result<MetaStore, FsError> {
@@ -437,8 +398,7 @@ impl Target for DaxfsTarget {
         if self.oracle == OracleMode::Plain {
             return self.judge(store, dev, record, point, torn);
         }
-        let findings = exec::crash::check_lines(store, dev, record, point.0, torn, words, self.scope);
-        findings.into_iter().map(crash_violation).collect()
+        exec::crash::check_lines(store, dev, record, point.0, torn, words, self.scope)
     }
 
     fn line_local(&self) -> bool {

@@ -5,35 +5,14 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::check::{Violation, ViolationClass};
 use crate::daxfs::fsck::fsck;
 use crate::daxfs::store::MetaStore;
 use crate::daxfs::tag::Word;
 use crate::daxfs::{BLOCK_BYTES, BlockNr, ExtentState, Ino};
-use crate::pmem::{Device, LineWords};
+use crate::pmem::{Device, LineWords, PmemAddr};
 
 use super::record::{FileHistory, PageTable, RunRecord, WordVerdict};
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum CrashClass {
-    StaleData,
-    ForeignData,
-    LostWrite,
-    AllocatorInconsistent,
-}
-
-/// One crash-oracle finding, with the evidence the engine completes.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CrashFinding {
-    pub class: CrashClass,
-    pub message: String,
-    pub ino: Option<u32>,
-    pub file_id: Option<u32>,
-    pub word_off: Option<u64>,
-    /// Device address of the offending word.
-    pub pmem_addr: Option<u64>,
-    pub found: Option<String>,
-    pub allowed: Option<String>,
-}
 
 /// Which findings a check reports.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -66,7 +45,7 @@ pub fn check(
     point: usize,
     torn: bool,
     scope: Scope,
-) -> Vec<CrashFinding> {
+) -> Vec<Violation> {
     check_with(store, dev, record, (point, torn), Data::Cached(dev), scope)
 }
 
@@ -78,7 +57,7 @@ pub fn check_plain(
     point: usize,
     torn: bool,
     scope: Scope,
-) -> Vec<CrashFinding> {
+) -> Vec<Violation> {
     check_with(store, dev, record, (point, torn), Data::Plain(dev), scope)
 }
 
@@ -93,7 +72,7 @@ pub fn check_lines(
     torn: bool,
     words: &LineWords<'_>,
     scope: Scope,
-) -> Vec<CrashFinding> {
+) -> Vec<Violation> {
     check_with(store, dev, record, (point, torn), Data::Lines(words), scope)
 }
 
@@ -104,20 +83,11 @@ fn check_with(
     (point, torn): (usize, bool),
     data: Data<'_>,
     scope: Scope,
-) -> Vec<CrashFinding> {
+) -> Vec<Violation> {
     let begun = point + usize::from(torn);
-    let mut out: Vec<CrashFinding> = fsck(store.meta(), store.geometry())
+    let mut out: Vec<Violation> = fsck(store.meta(), store.geometry())
         .into_iter()
-        .map(|p| CrashFinding {
-            class: CrashClass::AllocatorInconsistent,
-            message: format!("fsck after recovery: {p}"),
-            ino: None,
-            file_id: None,
-            word_off: None,
-            pmem_addr: None,
-            found: None,
-            allowed: None,
-        })
+        .map(|p| Violation::new(ViolationClass::AllocatorInconsistent, format!("fsck after recovery: {p}")))
         .take(1)
         .collect();
     out.extend(check_acked_files(store, record, point, begun));
@@ -152,19 +122,10 @@ fn check_with(
         let ino = Ino(ino as u32);
         let candidates: Vec<u32> = record.candidates(ino, begun).map(|f| f.file_id).collect();
         if candidates.is_empty() {
-            out.push(CrashFinding {
-                class: CrashClass::AllocatorInconsistent,
-                message: format!(
-                    "inode {} is live after recovery but was never created before the crash",
-                    ino.0
-                ),
-                ino: Some(ino.0),
-                file_id: None,
-                word_off: None,
-                pmem_addr: None,
-                found: None,
-                allowed: None,
-            });
+            out.push(Violation::new(
+                ViolationClass::AllocatorInconsistent,
+                format!("inode {} is live after recovery but was never created before the crash", ino.0),
+            ));
             continue;
         }
         let histories: Vec<_> = candidates
@@ -183,7 +144,7 @@ fn check_with(
 /// file, and its size as of the call's start, to every later crash. Exempt: an unlink of the
 /// file that began before the crash, and a truncate below that size that had not finished when
 /// the call began (the size it promised did not reflect it yet).
-fn check_acked_files(store: &MetaStore, record: &RunRecord, point: usize, begun: usize) -> Vec<CrashFinding> {
+fn check_acked_files(store: &MetaStore, record: &RunRecord, point: usize, begun: usize) -> Vec<Violation> {
     let mut out = Vec::new();
     for ack in record.acks.iter().filter(|a| a.at <= point) {
         let Some(acked) = ack.size_bytes else { continue };
@@ -201,24 +162,17 @@ fn check_acked_files(store: &MetaStore, record: &RunRecord, point: usize, begun:
             continue;
         }
         let found = size.map_or("no such file".to_string(), |s| format!("size {s}"));
-        out.push(CrashFinding {
-            class: CrashClass::LostWrite,
-            message: format!(
-                "file {} (inode {}) after recovery: {found}, but {} returned at trace event {} \
-                 (began at {}) with the file at size {acked}",
-                ack.file_id,
-                life.ino.0,
-                ack.kind.name(),
-                ack.at,
-                ack.started_at
-            ),
-            ino: Some(life.ino.0),
-            file_id: Some(ack.file_id),
-            word_off: None,
-            pmem_addr: None,
-            found: Some(found),
-            allowed: Some(format!("the file, at least {acked} bytes (acknowledged by {})", ack.kind.name())),
-        });
+        let message = format!(
+            "file {} (inode {}) after recovery: {found}, but {} returned at trace event {} (began at {}) \
+             with the file at size {acked}",
+            ack.file_id,
+            life.ino.0,
+            ack.kind.name(),
+            ack.at,
+            ack.started_at
+        );
+        let allowed = format!("the file, at least {acked} bytes (acknowledged by {})", ack.kind.name());
+        out.push(Violation::new(ViolationClass::LostWrite, message).found_allowed(found, allowed));
         break;
     }
     out
@@ -313,7 +267,7 @@ struct FileCheck<'a> {
 
 impl FileCheck<'_> {
     /// The file's bad words: the first one, or all of them (`scope`).
-    fn check(&self, data: &Data<'_>, shareable: &Shareable<'_>) -> Vec<CrashFinding> {
+    fn check(&self, data: &Data<'_>, shareable: &Shareable<'_>) -> Vec<Violation> {
         let Ok(inode) = self.store.inode(self.ino) else { return Vec::new() };
         let (histories, words_end) = (self.histories, self.words_end);
         let words_per_page = BLOCK_BYTES / 8;
@@ -446,7 +400,7 @@ impl FileCheck<'_> {
                             out.push(finding(self.store, self.ino, word, lo, found, block, bad));
                             return out;
                         }
-                        out.push(bare_finding(self.store, self.ino, word, lo, block, bad));
+                        out.push(bare_finding(self.store, word, lo, block, bad));
                     }
                 }
             }
@@ -557,33 +511,25 @@ fn finding(
     found: Word,
     block: Option<BlockNr>,
     bad: (u32, WordVerdict),
-) -> CrashFinding {
-    let (file_id, verdict) = bad;
-    let class = verdict_class(&verdict);
-    let allowed = match verdict {
+) -> Violation {
+    let file_id = bad.0;
+    let allowed = match bad.1 {
         WordVerdict::Lost { acked_version } => {
             format!("file {file_id} word {word} version >= {acked_version} (acknowledged durable)")
         }
         _ => format!("zero or a version of file {file_id} word {word} written before the crash"),
     };
-    CrashFinding {
-        class,
-        message: format!("inode {} (file {file_id}) word {word} after recovery: {found:?}", ino.0),
-        ino: Some(ino.0),
-        file_id: Some(file_id),
-        word_off: Some(word),
-        pmem_addr: block.map(|b| store.geometry().block_addr(b).0 + (word - lo) * 8),
-        found: Some(format!("{found:?}")),
-        allowed: Some(allowed),
-    }
+    let mut v = bare_finding(store, word, lo, block, bad).found_allowed(format!("{found:?}"), allowed);
+    v.message = format!("inode {} (file {file_id}) word {word} after recovery: {found:?}", ino.0);
+    v
 }
 
 /// The class of a bad word's verdict.
-fn verdict_class(verdict: &WordVerdict) -> CrashClass {
+fn verdict_class(verdict: &WordVerdict) -> ViolationClass {
     match verdict {
-        WordVerdict::Lost { .. } => CrashClass::LostWrite,
-        WordVerdict::Foreign => CrashClass::ForeignData,
-        _ => CrashClass::StaleData,
+        WordVerdict::Lost { .. } => ViolationClass::LostWrite,
+        WordVerdict::Foreign => ViolationClass::ForeignData,
+        _ => ViolationClass::StaleData,
     }
 }
 
@@ -591,23 +537,17 @@ fn verdict_class(verdict: &WordVerdict) -> CrashClass {
 /// states by class and place, and formatting each would dominate their time.
 fn bare_finding(
     store: &MetaStore,
-    ino: Ino,
     word: u64,
     lo: u64,
     block: Option<BlockNr>,
     bad: (u32, WordVerdict),
-) -> CrashFinding {
+) -> Violation {
     let (file_id, verdict) = bad;
-    let class = verdict_class(&verdict);
-    CrashFinding {
-        class,
-        message: String::new(),
-        ino: Some(ino.0),
-        file_id: Some(file_id),
-        word_off: Some(word),
-        pmem_addr: block.map(|b| store.geometry().block_addr(b).0 + (word - lo) * 8),
-        found: None,
-        allowed: None,
+    let v =
+        Violation::new(verdict_class(&verdict), String::new()).in_file(format!("file{file_id}"), word * 8);
+    match block {
+        Some(b) => v.at_addr(PmemAddr(store.geometry().block_addr(b).0 + (word - lo) * 8)),
+        None => v,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod record;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use crate::check::{Violation, ViolationClass};
 use crate::daxfs::fs::{AllocPolicy, DaxFs, Errno, FsState, MapId, MountOptions, PinId, PteTarget};
 use crate::daxfs::layout::{Geometry, mkfs};
 use crate::daxfs::ops::PageIo;
@@ -20,26 +21,9 @@ use crate::sched::{Executor, Picks, Ran, RunEnd, Sched, Step};
 use crate::workload::{Op, Workload};
 use record::{Ack, AckKind, DataEvent, FileLife, FreedPages, RunRecord, ZeroKind};
 
-/// A run-time finding: the class name is one of the classes of docs/design.md §6.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Finding {
-    pub class: FindingClass,
-    pub message: String,
-    pub thread: usize,
-    pub op_index: usize,
-    pub file_id: Option<u32>,
-    pub word_off: Option<u64>,
-    pub found: Option<String>,
-    pub expected: Option<String>,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum FindingClass {
-    StaleData,
-    ForeignData,
-    IncoherentView,
-    UseAfterFree,
-    Deadlock,
+/// A run-time violation of operation `op` of thread `thread`.
+fn violation(class: ViolationClass, thread: usize, op: usize, message: impl std::fmt::Display) -> Violation {
+    Violation::new(class, format!("thread {thread} op {op}: {message}"))
 }
 
 /// Device and file-system setup for runs.
@@ -107,7 +91,7 @@ impl RunConfig {
 /// What a run produced.
 pub struct RunOutput {
     pub device: Device,
-    pub findings: Vec<Finding>,
+    pub findings: Vec<Violation>,
     pub record: RunRecord,
     pub end: RunEnd,
     /// Result of every operation, by thread, for tests and `show`.
@@ -133,7 +117,7 @@ struct World {
     pins: Vec<Option<(PinId, usize)>>,
     next_file_id: u32,
     next_version: u32,
-    findings: Vec<Finding>,
+    findings: Vec<Violation>,
     record: RunRecord,
 }
 
@@ -203,16 +187,9 @@ fn run_picked(
     static RECORD_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     world.record.id = RECORD_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let RunEnd::Deadlock { blocked, .. } = &end {
-        world.findings.push(Finding {
-            class: FindingClass::Deadlock,
-            message: format!("every unfinished thread is blocked: {blocked:?}"),
-            thread: blocked.first().map_or(0, |b| b.0),
-            op_index: 0,
-            file_id: None,
-            word_off: None,
-            found: None,
-            expected: None,
-        });
+        let thread = blocked.first().map_or(0, |b| b.0);
+        let message = format!("every unfinished thread is blocked: {blocked:?}");
+        world.findings.push(violation(ViolationClass::Deadlock, thread, 0, message));
     }
     let device = fs.into_state().dev;
     Ok(RunOutput {
@@ -428,7 +405,7 @@ impl Harness {
         let Some((word, v, expected)) = first_bad else { return };
         let ino = f.ino;
         let class = match Word::decode(v) {
-            Word::Poison(_) | Word::Other(_) => FindingClass::StaleData,
+            Word::Poison(_) | Word::Other(_) => ViolationClass::StaleData,
             Word::Data(tag) if tag.file_id != file_id || tag.word_off != word => {
                 // Another file's (or offset's) word. Foreign only if it is that word's current
                 // home, so the block is shared right now; otherwise it is what the block held
@@ -447,29 +424,22 @@ impl Harness {
                     .and_then(|g| st.lookup(g.ino, tag.word_off * 8 / BLOCK_BYTES).ok().flatten())
                     .map(|(b, _)| b);
                 if ours.is_some() && ours == home {
-                    FindingClass::ForeignData
+                    ViolationClass::ForeignData
                 } else {
-                    FindingClass::StaleData
+                    ViolationClass::StaleData
                 }
             }
-            _ => FindingClass::IncoherentView,
+            _ => ViolationClass::IncoherentView,
         };
         let how = match via {
             None => "read()".to_string(),
             Some(a) => format!("a load through the mapping (page {}, {:?})", a.page, a.target),
         };
-        w.findings.push(Finding {
-            class,
-            message: format!(
-                "{how} of file {file_id} word {word} returned {v:#018x}, reference has {expected:#018x}"
-            ),
-            thread: t,
-            op_index: i,
-            file_id: Some(file_id),
-            word_off: Some(word),
-            found: Some(format!("{:?}", Word::decode(v))),
-            expected: Some(format!("{:?}", Word::decode(expected))),
-        });
+        let message =
+            format!("{how} of file {file_id} word {word} returned {v:#018x}, reference has {expected:#018x}");
+        let found = (format!("{:?}", Word::decode(v)), format!("{:?}", Word::decode(expected)));
+        let v = violation(class, t, i, message).in_file(format!("file{file_id}"), word * 8);
+        w.findings.push(v.found_allowed(found.0, found.1));
     }
 
     fn map(&self, slot: usize) -> Result<(MapId, usize, bool), Errno> {
@@ -524,21 +494,15 @@ impl Harness {
         if st.block_backs(ino, a.page, b) {
             return true;
         }
-        self.world.borrow_mut().findings.push(Finding {
-            class: FindingClass::UseAfterFree,
-            message: format!(
-                "{what} at file {file_id} page {} reached block {} which no longer backs it ({})",
-                a.page,
-                b.0,
-                if st.store.meta().is_allocated(b) { "it belongs to another file" } else { "it is free" }
-            ),
-            thread: t,
-            op_index: i,
-            file_id: Some(file_id),
-            word_off: Some(a.page * BLOCK_BYTES / 8),
-            found: None,
-            expected: None,
-        });
+        let message = format!(
+            "{what} at file {file_id} page {} reached block {} which no longer backs it ({})",
+            a.page,
+            b.0,
+            if st.store.meta().is_allocated(b) { "it belongs to another file" } else { "it is free" }
+        );
+        let v = violation(ViolationClass::UseAfterFree, t, i, message)
+            .in_file(format!("file{file_id}"), a.page * BLOCK_BYTES);
+        self.world.borrow_mut().findings.push(v);
         false
     }
 
