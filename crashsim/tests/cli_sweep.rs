@@ -354,3 +354,25 @@ fn a_closed_output_pipe_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(out.status.success() || out.status.signal() == Some(libc::SIGPIPE), "{:?}", out.status);
 }
+
+#[test]
+fn resume_with_other_target_options_is_refused() {
+    let out = std::env::temp_dir().join(format!("crashsim-resume-options-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let dir = out.to_str().expect("utf-8");
+    let first = crashsim(&["sweep", "--target", "toylog", "--seeds", "0..4", "--out", dir]);
+    assert_eq!(code(&first), 0, "{}", String::from_utf8_lossy(&first.stderr));
+    let bug = ["--bug", "commit-before-slot-durable"];
+    let other = crashsim(
+        &[&["sweep", "--target", "toylog", "--seeds", "0..4", "--out", dir, "--resume"][..], &bug].concat(),
+    );
+    assert_eq!(code(&other), 3, "{}", String::from_utf8_lossy(&other.stdout));
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        err.contains("written by a different sweep") && err.contains("commit-before-slot-durable"),
+        "{err}"
+    );
+    let same = crashsim(&["sweep", "--target", "toylog", "--seeds", "0..4", "--out", dir, "--resume"]);
+    assert_eq!(code(&same), 0, "the same options resume");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -373,6 +373,7 @@ pub fn run_with<T: Target>(
     let start = Instant::now();
     let header = ResultsHeader {
         target: target.name().to_string(),
+        target_config: target.config_json(),
         seeds: cfg.seeds,
         partition: opts.partition,
         config: cfg.crash,

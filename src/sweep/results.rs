@@ -82,6 +82,10 @@ pub(super) struct History {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) struct ResultsHeader {
     pub target: String,
+    /// The target's configuration (`Target::config_json`: its bugs and settings), so a resume
+    /// with other `--bug` or `--set` options is refused instead of mixing two sweeps' seeds.
+    #[serde(default)]
+    pub target_config: serde_json::Value,
     pub seeds: SeedRange,
     pub partition: Option<Partition>,
     pub config: CrashConfig,
@@ -230,8 +234,15 @@ fn read_results(
         .header;
     if let Some(want) = expect.filter(|w| **w != header) {
         let problem = format!(
-            "written by a different sweep ({} seeds {}, {:?}); use another --out or drop --resume (want {} seeds {})",
-            header.target, header.seeds, header.partition, want.target, want.seeds
+            "written by a different sweep ({} seeds {}, {:?}, options {}); use another --out or drop --resume \
+             (want {} seeds {}, options {})",
+            header.target,
+            header.seeds,
+            header.partition,
+            header.target_config,
+            want.target,
+            want.seeds,
+            want.target_config
         );
         return Err(results_error(path, problem));
     }
