@@ -20,6 +20,7 @@ fn harness(target: &str) -> Harness {
         "crash_workload" => crashsim::fuzzing::crash_workload,
         "mount_image" => crashsim::fuzzing::mount_image,
         "journal_replay" => crashsim::fuzzing::journal_replay,
+        "artifact_load" => crashsim::fuzzing::artifact_load,
         "pmem_model" => pmem_model,
         other => panic!("no harness for {other}"),
     }
@@ -90,6 +91,78 @@ fn mount_image_corpus_replays_clean() {
 #[test]
 fn journal_replay_corpus_replays_clean() {
     assert!(replay("journal_replay") > 0);
+}
+
+#[test]
+fn artifact_load_corpus_replays_clean() {
+    assert!(replay("artifact_load") > 0);
+}
+
+/// The `artifact_load` seeds are the regression artifacts, one input each; they load. Run with
+/// `CRASHSIM_WRITE_SEEDS=1` to (re)write them after the artifacts change.
+#[test]
+fn artifact_load_seeds_are_the_regression_artifacts_and_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let seeds = root.join("corpus/artifact_load");
+    let write = std::env::var_os("CRASHSIM_WRITE_SEEDS").is_some();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("corpus/regressions"))
+        .expect("corpus/regressions")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("manifest.json").is_file())
+        .collect();
+    dirs.sort();
+    assert!(!dirs.is_empty());
+    for dir in &dirs {
+        let name = format!("seed-{}", dir.file_name().expect("name").to_string_lossy());
+        let bytes = crashsim::fuzzing::artifact_input_of(dir).expect("reads the artifact");
+        if write {
+            std::fs::create_dir_all(&seeds).expect("corpus dir");
+            std::fs::write(seeds.join(&name), &bytes).expect("writes the seed");
+        }
+        let committed = std::fs::read(seeds.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(committed, bytes, "{name} is stale: rerun with CRASHSIM_WRITE_SEEDS=1");
+        // Split back and loaded from files, the seed is a valid artifact.
+        let (m, i, img) = crashsim::fuzzing::split_artifact_input(&bytes);
+        let tmp = std::env::temp_dir().join(format!("crashsim-seed-load-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::write(tmp.join("manifest.json"), m).unwrap();
+        std::fs::write(tmp.join("input.bin"), i).unwrap();
+        if !img.is_empty() {
+            std::fs::write(tmp.join("crash.img"), img).unwrap();
+        }
+        crashsim::artifact::load(&tmp).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+}
+
+/// A manifest whose size fields claim a terabyte (checksum intact) is refused without
+/// allocating it; garbage of every shape is a typed error, never a failure.
+#[test]
+fn artifact_load_never_allocates_what_a_field_claims() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let loaded = crashsim::artifact::load(&root.join("corpus/regressions/no-zero-on-alloc")).expect("loads");
+    let cfg = FuzzConfig::new(BugSet::NONE);
+    for field in ["input", "image"] {
+        let mut m = loaded.manifest.clone();
+        match field {
+            "input" => m.input.size_bytes = 1 << 40,
+            _ => m.image = Some(crashsim::artifact::ImageInfo { size_bytes: 1 << 40, crc32: 0 }),
+        }
+        let bytes = crashsim::fuzzing::artifact_input(
+            &crashsim::artifact::encode_manifest(&m),
+            &loaded.input,
+            &[7; 64],
+        );
+        let (r, largest) =
+            crashsim::fuzzing::largest_alloc_since(|| crashsim::fuzzing::artifact_load(&bytes, &cfg));
+        assert_eq!(r, Ok(()), "{field}: a typed error is not a failure");
+        assert!(largest < 1 << 20, "{field}: largest allocation {largest}");
+    }
+    for n in 0..64u8 {
+        let junk: Vec<u8> = (0..usize::from(n) * 7).map(|i| (i as u8).wrapping_mul(n)).collect();
+        assert_eq!(crashsim::fuzzing::artifact_load(&junk, &cfg), Ok(()));
+    }
 }
 
 #[test]

@@ -13,6 +13,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 mod alloc;
+mod artifact;
 mod image;
 mod journal;
 mod seeds;
@@ -20,6 +21,9 @@ mod target;
 mod workload;
 
 pub use alloc::{ALLOC_BYTES_MAX, CappedAlloc, largest_alloc_since};
+pub use artifact::{
+    ARTIFACT_ALLOC_SLACK, artifact_input, artifact_input_of, artifact_load, split_artifact_input,
+};
 pub use image::{BaseImage, mount_image};
 pub use journal::{JournalView, journal_replay};
 pub use seeds::{TARGETS, seed_inputs};
