@@ -1,6 +1,6 @@
 use crashsim::crash::{CrashConfig, explore_seed};
-use crashsim::exec::RunConfig;
 use crashsim::targets::daxfs::DaxfsTarget;
+use crashsim::targets::daxfs::exec::RunConfig;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -1,7 +1,7 @@
 //! How often a bug fires at run time: `probe BUG[,BUG] N` runs seeds 0..N without crash
 //! exploration (policy per workload) and prints the first hits and the count.
 use crashsim::daxfs::bugs::BugSet;
-use crashsim::exec::{RunConfig, run};
+use crashsim::targets::daxfs::exec::{RunConfig, run};
 use crashsim::workload::Workload;
 
 fn main() {

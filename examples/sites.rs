@@ -1,5 +1,5 @@
 //! Trace events of one seed by (operation, call site): `sites SEED`.
-use crashsim::exec::{RunConfig, run};
+use crashsim::targets::daxfs::exec::{RunConfig, run};
 use crashsim::workload::Workload;
 use std::collections::BTreeMap;
 

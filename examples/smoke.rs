@@ -1,5 +1,5 @@
 use crashsim::daxfs::fs::AllocPolicy;
-use crashsim::exec::{RunConfig, run};
+use crashsim::targets::daxfs::exec::{RunConfig, run};
 use crashsim::workload::Workload;
 
 fn main() {

@@ -1,4 +1,4 @@
-use crashsim::exec::{RunConfig, run};
+use crashsim::targets::daxfs::exec::{RunConfig, run};
 use crashsim::workload::Workload;
 
 fn main() {
