@@ -94,7 +94,7 @@ pub(crate) fn run_input<T: Target>(t: &T, args: &RunArgs) -> anyhow::Result<Exit
                 println!("VIOLATION {v}");
             }
             for a in &artifacts {
-                println!("  artifact: {a} (crashsim repro {a})");
+                println!("  artifact: {a} ({} repro {a})", crate::bin_name());
             }
             let verdict = match (report.violations.is_empty(), report.coverage.complete()) {
                 (false, _) => "VIOLATIONS FOUND",
@@ -161,7 +161,7 @@ pub(crate) fn explain_dir(dir: &Path) -> anyhow::Result<artifact::Explanation> {
 pub fn show_command(args: &ShowArgs) -> anyhow::Result<ExitCode> {
     let x = explain_dir(&args.dir)?;
     if let Some(out) = &args.html {
-        let page = artifact::render_html(&x, &format!("crashsim repro {}", args.dir.display()));
+        let page = artifact::render_html(&x, &format!("{} repro {}", crate::bin_name(), args.dir.display()));
         std::fs::write(out, page).with_context(|| format!("writing {}", out.display()))?;
         println!("wrote {}", out.display());
         return Ok(ExitCode::SUCCESS);
@@ -186,7 +186,7 @@ pub fn merge_command(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     let parts = args.files.iter().map(read_summary).collect::<anyhow::Result<Vec<_>>>()?;
     let merged = merge_summaries(parts)?;
     print_summary(&merged, args.format, |seed| {
-        format!("crashsim sweep --target {} --seeds {seed}..{}", merged.target, seed + 1)
+        format!("{} sweep --target {} --seeds {seed}..{}", crate::bin_name(), merged.target, seed + 1)
     })?;
     Ok(summary_exit(&merged))
 }

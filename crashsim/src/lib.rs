@@ -458,7 +458,7 @@ pub(crate) fn sweep_target<T: Target>(target: &T, args: &SweepArgs) -> anyhow::R
 fn resume_command(args: &SweepArgs) -> String {
     let mut words: Vec<String> = std::env::args().collect();
     if let Some(first) = words.first_mut() {
-        *first = "crashsim".to_string();
+        *first = bin_name();
     }
     if !args.resume {
         words.push("--resume".to_string());
@@ -585,9 +585,10 @@ fn print_text(s: &SweepSummary, repro: impl Fn(u64) -> String) {
     }
     for v in s.violations.iter().filter(|v| v.artifact.is_some()) {
         println!(
-            "  artifact: {} ({}; crashsim repro {0})",
+            "  artifact: {} ({}; {} repro {0})",
             v.artifact.as_deref().unwrap_or(""),
-            v.violation.class
+            v.violation.class,
+            bin_name()
         );
     }
     for e in &s.errors {
@@ -737,12 +738,22 @@ fn big_count(n: u128) -> String {
     }
 }
 
+/// The name of the running binary (`crashsim`, or a user's own), for the commands it prints.
+pub(crate) fn bin_name() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|a| std::path::Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "crashsim".to_string())
+}
+
 /// The one-line command that re-runs just `seed` with the same options.
 fn repro_command(s: &SweepSummary, args: &ExploreArgs, seed: u64) -> String {
     let c = &s.config;
     let granularity = granularity_name(c.granularity);
     let mut cmd = format!(
-        "crashsim sweep --target {} --seeds {}..{} --model {} --crash-points {granularity} --strategy {} --states-per-point {}",
+        "{} sweep --target {} --seeds {}..{} --model {} --crash-points {granularity} --strategy {} --states-per-point {}",
+        bin_name(),
         s.target,
         seed,
         seed + 1,

@@ -202,7 +202,7 @@ fn write_artifact_pages(parts: &[Part], pages: &Path) -> anyhow::Result<Vec<Arti
                 if p.label.is_empty() { format!("{name}.html") } else { format!("{}-{name}.html", p.label) };
             let x = crate::commands::explain_dir(&d)?;
             let seed = crashsim::artifact::load(&d)?.manifest.seed;
-            let html = render_html(&x, &format!("crashsim repro {}", d.display()));
+            let html = render_html(&x, &format!("{} repro {}", crate::bin_name(), d.display()));
             let path = pages.join(&file);
             std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?;
             let dir_name = pages.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -45,6 +45,11 @@ fn each_bug_is_found_reproduced_shown_and_minimized_through_the_binary() {
         assert_eq!(code(&sweep), 1, "{bug}: {}", String::from_utf8_lossy(&sweep.stderr));
         let text = stdout(&sweep);
         assert!(text.contains("VIOLATIONS FOUND") && text.contains(class), "{bug}: {text}");
+        // Printed commands name this binary, not `crashsim`.
+        assert!(
+            text.contains("repro: levelhash sweep --target levelhash") && text.contains("; levelhash repro "),
+            "{text}"
+        );
         let dirs = artifacts(&out);
         let dir = dirs
             .iter()
