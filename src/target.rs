@@ -364,6 +364,27 @@ pub trait Target: Sync {
         Vec::new()
     }
 
+    /// The integrity oracles alone, for a media-fault state: every `AllocatorInconsistent`
+    /// violation [`Target::check`] (`torn`: [`Target::check_torn`]) would report of this
+    /// recovered state; the engine keeps only those, and `RecoveryFailed` from `recover`. The
+    /// default runs the whole check; a target whose data checks are expensive may judge just
+    /// its metadata here. A debug build checks the promise on every media-fault state: the
+    /// same `AllocatorInconsistent` violations, at the same addresses, as the whole check.
+    fn check_integrity(
+        &self,
+        mounted: &Self::Mounted,
+        dev: &Device,
+        record: &Self::Record,
+        point: CrashPoint,
+        torn: bool,
+    ) -> Vec<Violation> {
+        if torn {
+            self.check_torn(mounted, dev, record, point)
+        } else {
+            self.check(mounted, dev, record, point)
+        }
+    }
+
     /// Size of a workload in operations (what the minimizer reports).
     fn workload_ops(&self, _workload: &Self::Workload) -> usize {
         0

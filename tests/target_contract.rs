@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crashsim::artifact::{self, ArtifactSource, artifact_name, write_artifact};
 use crashsim::check::{Violation, ViolationClass};
 use crashsim::crash::{CrashConfig, explore_seed};
-use crashsim::pmem::{CrashPoint, Device, PmemAddr};
+use crashsim::pmem::{CrashPoint, Device, FlushKind, PmemAddr};
 use crashsim::sweep::{self, SeedRange, SweepConfig};
 use crashsim::target::{ConfigError, RunOutcome, Target, TargetError, TargetOptions, WorkloadError};
 use crashsim::targets::daxfs::DaxfsTarget;
@@ -198,4 +198,81 @@ fn the_generic_fuzz_harness_catches_a_target_bug_and_saves_a_replayable_workload
         assert!(r.violations.iter().any(|v| v.class == ViolationClass::StaleData), "{path}");
     }
     assert!(caught >= 5, "the broken log is caught on {caught} of 40 seed inputs");
+}
+
+/// A target with one checksummed record at address 0 that recovery "applies" whatever it
+/// holds: a media fault there is an `AllocatorInconsistent` violation of its whole check.
+/// `honest_integrity: false` makes its `check_integrity` miss it.
+struct Sealed {
+    honest_integrity: bool,
+}
+
+const SEAL: u64 = 0x5ea1_5ea1_5ea1_5ea1;
+
+impl Target for Sealed {
+    type Workload = ();
+    type Record = ();
+    type Mounted = u64;
+    type Error = String;
+
+    fn name(&self) -> &'static str {
+        "sealed"
+    }
+    fn from_options(_: &TargetOptions) -> Result<Self, ConfigError> {
+        Ok(Sealed { honest_integrity: true })
+    }
+    fn options(&self) -> TargetOptions {
+        TargetOptions::default()
+    }
+    fn workload_from_seed(&self, _seed: u64) {}
+    fn format(&self) -> Result<Device, TargetError> {
+        Ok(Device::new(4096))
+    }
+    fn run(&self, _w: &(), dev: &mut Device) -> Result<RunOutcome<()>, TargetError> {
+        dev.store_u64(PmemAddr(0), SEAL, "sealed::record")?;
+        dev.flush(PmemAddr(0), 8, FlushKind::Clwb, "sealed::record")?;
+        dev.fence("sealed::record")?;
+        dev.store_u64(PmemAddr(64), 1, "sealed::other")?;
+        dev.fence("sealed::other")?;
+        Ok(RunOutcome { record: (), violations: Vec::new() })
+    }
+    fn recover(&self, dev: &mut Device) -> Result<u64, String> {
+        dev.read_u64(PmemAddr(0)).map_err(|e| e.to_string())
+    }
+    fn check(&self, m: &u64, _dev: &Device, _r: &(), _p: CrashPoint) -> Vec<Violation> {
+        let mut out = Vec::new();
+        if *m != 0 && *m != SEAL {
+            out.push(Violation::new(ViolationClass::AllocatorInconsistent, "a damaged record was applied"));
+        }
+        out
+    }
+    fn check_integrity(&self, m: &u64, dev: &Device, r: &(), p: CrashPoint, _torn: bool) -> Vec<Violation> {
+        if self.honest_integrity { self.check(m, dev, r, p) } else { Vec::new() }
+    }
+    fn media_fault_ranges(&self) -> Vec<std::ops::Range<u64>> {
+        std::iter::once(0..64).collect()
+    }
+    fn fingerprint(&self, m: &u64, _dev: &Device) -> u64 {
+        *m
+    }
+}
+
+#[test]
+fn media_faults_are_judged_by_the_integrity_check() {
+    let report = explore_seed(&Sealed { honest_integrity: true }, &CrashConfig::default(), 0).expect("runs");
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.class == ViolationClass::AllocatorInconsistent && v.evidence.media_fault.is_some()),
+        "a flipped bit in the record is applied: {:?}",
+        report.violations.iter().map(|v| v.to_string()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "disagrees with the whole check")]
+fn an_integrity_check_that_misses_what_the_whole_check_sees_panics_in_debug_builds() {
+    let _ = explore_seed(&Sealed { honest_integrity: false }, &CrashConfig::default(), 0);
 }

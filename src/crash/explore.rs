@@ -338,11 +338,8 @@ impl<T: Target> Explorer<'_, '_, T> {
                 continue;
             }
             self.report.unique_states += 1;
-            let mut found = self.examine(state.point, torn, view, None);
-            found.retain(|v| {
-                matches!(v.class, ViolationClass::AllocatorInconsistent | ViolationClass::RecoveryFailed)
-                    && self.only.is_none_or(|c| v.class == c)
-            });
+            let mut found = self.examine_integrity(state.point, torn, view);
+            found.retain(|v| self.only.is_none_or(|c| v.class == c));
             for v in &mut found {
                 attach_crash(v, self.trace, state, &choice);
                 v.evidence.media_fault = Some(fault);
@@ -355,6 +352,48 @@ impl<T: Target> Explorer<'_, '_, T> {
         }
     }
 
+    /// Recovers a media-fault state and runs the integrity oracles
+    /// ([`Target::check_integrity`]): its `AllocatorInconsistent` and `RecoveryFailed`
+    /// violations. A debug build also runs the whole check and asserts that the target's
+    /// integrity check found the same.
+    fn examine_integrity(&mut self, point: CrashPoint, torn: bool, view: View) -> Vec<Violation> {
+        let mut dev = Device::with_backing(self.backing(view));
+        let (target, record) = (self.target, self.record);
+        let integrity = |v: &Violation| v.class == ViolationClass::AllocatorInconsistent;
+        let key = |v: &Violation| (v.class, v.addr);
+        let clean = guarded(|| {
+            let mounted = target.recover(&mut dev).map_err(|e| e.to_string())?;
+            let mut found = target.check_integrity(&mounted, &dev, record, point, torn);
+            found.retain(integrity);
+            let whole = cfg!(debug_assertions).then(|| {
+                let all = oracle(target, &mounted, &dev, record, (point, torn));
+                all.iter().filter(|v| integrity(v)).map(key).collect::<Vec<_>>()
+            });
+            Ok((found, whole))
+        });
+        if let Ok((found, Some(whole))) = &clean {
+            let mut mine: Vec<_> = found.iter().map(key).collect();
+            let mut whole = whole.clone();
+            mine.sort();
+            whole.sort();
+            assert_eq!(
+                mine, whole,
+                "check_integrity of crash point {} disagrees with the whole check (media fault)",
+                point.0
+            );
+        }
+        self.after_recovery(&dev, clean.map(|(found, _)| (found, None)), None)
+    }
+
+    /// What recovery of `view` reads from: the view itself, or a private copy of it
+    /// (`--image-mode copy`).
+    fn backing(&self, view: View) -> Arc<dyn Backing> {
+        match self.cfg.image_mode {
+            ImageMode::Overlay => Arc::new(view),
+            ImageMode::Copy => Arc::new(CopyImage(view.materialize())),
+        }
+    }
+
     /// Recovers one crash state, runs the crash oracle and, if sampled, crashes recovery.
     /// `torn`: the cut fell inside the store at `point`.
     fn examine(
@@ -364,25 +403,22 @@ impl<T: Target> Explorer<'_, '_, T> {
         view: View,
         recovery_rng: Option<&mut SimRng>,
     ) -> Vec<Violation> {
-        let backing: Arc<dyn Backing> = match self.cfg.image_mode {
-            ImageMode::Overlay => Arc::new(view),
-            ImageMode::Copy => Arc::new(CopyImage(view.materialize())),
-        };
-        let mut dev = Device::with_backing(backing);
+        let mut dev = Device::with_backing(self.backing(view));
         let (target, record) = (self.target, self.record);
         let clean = guarded(|| {
             let mounted = target.recover(&mut dev).map_err(|e| e.to_string())?;
-            Ok((oracle(target, &mounted, &dev, record, (point, torn)), target.fingerprint(&mounted, &dev)))
+            let fingerprint = recovery_rng.is_some().then(|| target.fingerprint(&mounted, &dev));
+            Ok((oracle(target, &mounted, &dev, record, (point, torn)), fingerprint))
         });
         self.after_recovery(&dev, clean, recovery_rng)
     }
 
-    /// The violations of one clean recovery on `dev` (its verdict and fingerprint, or why it
-    /// failed), plus, if `recovery_rng` is given, those of crashing that recovery.
+    /// The violations of one clean recovery on `dev` (its verdict and, when it is to be crashed,
+    /// its fingerprint; or why it failed), plus, if `recovery_rng` is given, those of crashing that recovery.
     fn after_recovery(
         &mut self,
         dev: &Device,
-        clean: Result<(Vec<Violation>, u64), String>,
+        clean: Result<(Vec<Violation>, Option<u64>), String>,
         recovery_rng: Option<&mut SimRng>,
     ) -> Vec<Violation> {
         match clean {
@@ -391,6 +427,8 @@ impl<T: Target> Explorer<'_, '_, T> {
             }
             Ok((mut found, fingerprint)) => {
                 if let Some(rng) = recovery_rng {
+                    let fingerprint =
+                        fingerprint.expect("a recovery to be crashed has its fingerprint taken");
                     found.extend(self.crash_recovery(dev, fingerprint, rng));
                 }
                 found

@@ -9,7 +9,7 @@
 //! ([`LineWords::others`]). See "Lazy enumeration" in `docs/performance.md`.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::media::Backing;
@@ -67,27 +67,51 @@ pub struct Cells {
     ranges: Arc<[(u64, u64, u32)]>,
     /// Every pending unit, ascending by (address, program order).
     units: Vec<CellUnit>,
+    /// The product of every cell's choice count (the point's crash states), if it fits.
+    total: Option<u128>,
+    /// Its base-2 logarithm, for the products that do not fit.
+    log2_total: f64,
+}
+
+fn log2(n: u128) -> f64 {
+    (n as f64).log2()
 }
 
 impl Cells {
     /// The cells of `state`: one per cache line holding pending units (write-back, or
     /// non-temporal only), ascending by address, then the torn store's cell (eADR) last.
     pub fn new(state: &CrashState) -> Self {
-        let groups = state.nt_groups();
-        let mut cells = Vec::new();
-        let mut ranges = Vec::new();
+        let mut groups = state.nt_groups();
+        // NT units that wait on nothing, by line (then program order): lines holding only
+        // those get cells of their own.
+        let mut free_by_line: Vec<(u64, usize)> =
+            groups.free.iter().map(|&k| (state.nt[k].addr & !(LINE_BYTES - 1), k)).collect();
+        free_by_line.sort_unstable();
+        let capacity = state.lines.len() + free_by_line.len() + 1;
+        let mut cells = Vec::with_capacity(capacity);
+        let mut ranges = Vec::with_capacity(capacity + state.torn.len());
         let mut units = Vec::new();
-        // Lines: write-back lines, plus lines holding only NT units (all free).
-        let mut by_line: std::collections::BTreeMap<u64, (Option<usize>, Vec<usize>)> = Default::default();
-        for (i, l) in state.lines.iter().enumerate() {
-            by_line.entry(l.line).or_default().0 = Some(i);
-        }
-        for &k in &groups.free {
-            by_line.entry(state.nt[k].addr & !(LINE_BYTES - 1)).or_default().1.push(k);
-        }
-        for (line_addr, (line, free_nt)) in by_line {
+        // Merge the write-back lines (ascending) with the free NT lines (ascending).
+        let (mut i, mut j) = (0usize, 0usize);
+        loop {
+            let wb = state.lines.get(i).map(|l| l.line);
+            let nt = free_by_line.get(j).map(|&(a, _)| a);
+            let line_addr = match (wb, nt) {
+                (None, None) => break,
+                (Some(a), None) | (None, Some(a)) => a,
+                (Some(a), Some(b)) => a.min(b),
+            };
+            let line = (wb == Some(line_addr)).then(|| {
+                i += 1;
+                i - 1
+            });
+            let mut free_nt = Vec::new();
+            while let Some(&(_, k)) = free_by_line.get(j).filter(|&&(a, _)| a == line_addr) {
+                free_nt.push(k);
+                j += 1;
+            }
             let cell = cells.len() as u32;
-            let deps = line.map(|i| groups.per_line[i].clone()).unwrap_or_default();
+            let deps = line.map(|i| std::mem::take(&mut groups.per_line[i])).unwrap_or_default();
             let wb = line.map_or(0, |i| state.lines[i].units.len());
             let count = line_group_count(wb, &deps).saturating_mul(pow2(free_nt.len()));
             let unit =
@@ -111,7 +135,10 @@ impl Cells {
         });
         ranges.sort_unstable();
         units.sort_by_key(|u| (u.addr, u.seq));
-        Self { cells, torn, ranges: ranges.into(), units }
+        let total =
+            cells.iter().try_fold(1u128, |n, c| n.checked_mul(c.count).filter(|_| c.count < u128::MAX));
+        let log2_total = cells.iter().map(|c| log2(c.count)).sum();
+        Self { cells, torn, ranges: ranges.into(), units, total, log2_total }
     }
 
     /// Number of cells; cell indexes are `0..len`.
@@ -134,20 +161,13 @@ impl Cells {
         self.cells[cell as usize].count
     }
 
-    /// Where every enumeration starts: all cells free, except that the torn cell (eADR) is
-    /// split at once into "not begun" (cut 0) and "begun" (cuts 1..=n), because the oracle
-    /// judges a begun store's operation differently.
-    pub fn roots(&self) -> Vec<Vec<Slot>> {
-        let free = vec![Slot::Free; self.cells.len()];
+    /// Where every enumeration starts, as the cells that are not free: none, except that the
+    /// torn cell (eADR) is split at once into "not begun" (cut 0) and "begun" (cuts 1..=n),
+    /// because the oracle judges a begun store's operation differently.
+    pub fn roots(&self) -> Vec<Vec<(u32, Slot)>> {
         match self.torn {
-            None => vec![free],
-            Some(t) => {
-                let mut none = free.clone();
-                none[t as usize] = Slot::Fixed(0);
-                let mut begun = free;
-                begun[t as usize] = Slot::Begun;
-                vec![none, begun]
-            }
+            None => vec![Vec::new()],
+            Some(t) => vec![vec![(t, Slot::Fixed(0))], vec![(t, Slot::Begun)]],
         }
     }
 
@@ -194,8 +214,46 @@ impl Cells {
         self.torn.is_some_and(|t| matches!(slots[t as usize], Slot::Begun | Slot::Fixed(1..)))
     }
 
-    /// How many crash states `slots` stands for (saturating).
-    pub fn covered(&self, slots: &[Slot]) -> u128 {
+    /// How many crash states an assignment stands for (saturating): `assigned` lists the cells
+    /// that are not free, each once; every other cell is free.
+    pub fn covered(&self, assigned: &[(u32, Slot)]) -> u128 {
+        if let Some(total) = self.total {
+            // Exact: every division removes a factor of the product.
+            return assigned.iter().fold(total, |n, &(c, slot)| {
+                let count = self.count(c);
+                match slot {
+                    Slot::Free => n,
+                    Slot::Fixed(_) => n / count,
+                    Slot::Begun => n / count * (count - 1),
+                }
+            });
+        }
+        let log2_free = assigned.iter().fold(self.log2_total, |l, &(c, slot)| {
+            let count = self.count(c);
+            match slot {
+                Slot::Free => l,
+                Slot::Fixed(_) => l - log2(count),
+                Slot::Begun => l - log2(count) + log2(count - 1),
+            }
+        });
+        // Far above 128 bits (a float's error here is far below one bit): saturated.
+        if log2_free > 132.0 {
+            return u128::MAX;
+        }
+        let mut sorted = assigned.to_vec();
+        sorted.sort_unstable_by_key(|a| a.0);
+        (self.cells.iter().enumerate()).fold(1u128, |n, (c, cell)| {
+            let slot = sorted.binary_search_by_key(&(c as u32), |a| a.0).map_or(Slot::Free, |i| sorted[i].1);
+            match slot {
+                Slot::Free => n.saturating_mul(cell.count),
+                Slot::Fixed(_) => n,
+                Slot::Begun => n.saturating_mul(cell.count - 1),
+            }
+        })
+    }
+
+    /// [`Self::covered`] of a dense assignment (one slot per cell): the plain product.
+    pub fn covered_dense(&self, slots: &[Slot]) -> u128 {
         (self.cells.iter().zip(slots)).fold(1u128, |n, (cell, slot)| match slot {
             Slot::Free => n.saturating_mul(cell.count),
             Slot::Fixed(_) => n,
@@ -227,7 +285,7 @@ impl Cells {
             view,
             ranges: Arc::clone(&self.ranges),
             log: ReadLog {
-                seen: (0..self.cells.len()).map(|_| AtomicBool::new(false)).collect(),
+                seen: (0..self.cells.len().div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
                 order: Mutex::new(Vec::new()),
                 on: AtomicBool::new(true),
             },
@@ -314,7 +372,8 @@ fn visit_ranges(ranges: &[(u64, u64, u32)], lo: u64, hi: u64, mut f: impl FnMut(
 /// Which cells a run read. Recovery reads from one thread; the atomics only make the view
 /// `Sync` without a lock on every read.
 struct ReadLog {
-    seen: Box<[AtomicBool]>,
+    /// One bit per cell.
+    seen: Box<[AtomicU64]>,
     /// Cells in the order of their first read.
     order: Mutex<Vec<u32>>,
     /// Reads are logged only while on.
@@ -323,7 +382,13 @@ struct ReadLog {
 
 impl ReadLog {
     fn seen(&self, cell: u32) -> bool {
-        self.seen[cell as usize].load(Ordering::Relaxed)
+        self.seen[cell as usize / 64].load(Ordering::Relaxed) & (1 << (cell % 64)) != 0
+    }
+
+    /// Marks `cell` read; whether it was read before.
+    fn mark(&self, cell: u32) -> bool {
+        let bit = 1 << (cell % 64);
+        self.seen[cell as usize / 64].fetch_or(bit, Ordering::Relaxed) & bit != 0
     }
 }
 
@@ -338,6 +403,11 @@ impl TrackedView {
     /// Cells read so far, in the order of their first read.
     pub fn reads(&self) -> Vec<u32> {
         self.log.order.lock().expect("read log").clone()
+    }
+
+    /// Whether cell `cell` has been read so far.
+    pub fn was_read(&self, cell: u32) -> bool {
+        self.log.seen(cell)
     }
 
     /// How many cells have been read so far.
@@ -360,7 +430,7 @@ impl TrackedView {
             return;
         }
         visit_ranges(&self.ranges, addr, addr + len, |c| {
-            if !self.log.seen[c as usize].swap(true, Ordering::Relaxed) {
+            if !self.log.mark(c) {
                 self.log.order.lock().expect("read log").push(c);
             }
         });

@@ -34,8 +34,6 @@ struct Memo {
 
 /// What one run of the lazy enumeration found.
 struct Leaf {
-    /// The run's slots with every cell it read fixed to the choice its view used.
-    slots: Vec<Slot>,
     /// The cells it read, first read first, with the slot they had before the run.
     reads: Vec<(u32, Slot)>,
     violations: Vec<Violation>,
@@ -59,12 +57,15 @@ impl<T: Target> Explorer<'_, '_, T> {
         self.seen_points.insert(key, state.point.0);
         let mut recovery_rng = rng_from_seed(stream(self.seed, state.point, 1));
         let cap = self.cfg.recoveries_per_point;
-        let mut stack: Vec<Vec<Slot>> = cells.roots();
+        // Each entry lists the cells it does not leave free (a handful): a point can have tens
+        // of thousands of cells, so the one dense slot array is reset, not copied.
+        let mut stack: Vec<Vec<(u32, Slot)>> = cells.roots();
         stack.reverse();
+        let mut slots = vec![Slot::Free; cells.len()];
         let mut runs = 0usize;
         let mut covered: u128 = 0;
         let mut memo: Vec<Memo> = Vec::new();
-        while let Some(slots) = stack.pop() {
+        while let Some(assigned) = stack.pop() {
             if self.full() {
                 self.report.coverage.points_skipped += 1;
                 self.count_covered(covered);
@@ -72,7 +73,7 @@ impl<T: Target> Explorer<'_, '_, T> {
             }
             if runs == cap {
                 // Not explored: the point stays incomplete.
-                stack.push(slots);
+                stack.push(assigned);
                 self.report.coverage.points_over_budget += 1;
                 if self.report.over_budget_points.len() < OVER_BUDGET_LISTED {
                     self.report.over_budget_points.push(state.point.0 as u64);
@@ -81,30 +82,45 @@ impl<T: Target> Explorer<'_, '_, T> {
             }
             let sample = runs < self.cfg.recovery_crash.states_per_point;
             runs += 1;
-            let leaf = self.run_leaf(state, &cells, slots, &mut memo, sample.then_some(&mut recovery_rng));
+            for &(c, slot) in &assigned {
+                slots[c as usize] = slot;
+            }
+            let leaf = self.run_leaf(state, &cells, &slots, &mut memo, sample.then_some(&mut recovery_rng));
+            // The leaf's assignment: the entry's, with every cell the run read fixed.
             // The subspaces the run did not stand for: read cell `k` refined, those read before
             // it as in the run. Pushed last-first so they pop in read order.
             let mut children = Vec::new();
-            for (k, &(cell, before)) in leaf.reads.iter().enumerate() {
+            let mut fixed = assigned;
+            for &(cell, before) in &leaf.reads {
                 for r in cells.refinements(cell, before) {
-                    let mut child = leaf.slots.clone();
-                    for &(later, was) in &leaf.reads[k + 1..] {
-                        child[later as usize] = was;
-                    }
-                    child[cell as usize] = r;
+                    let mut child = fixed.clone();
+                    set(&mut child, cell, before, r);
                     children.push(child);
                 }
+                set(&mut fixed, cell, before, Cells::settled(before));
+                slots[cell as usize] = Cells::settled(before);
             }
+            // `fixed` is now the leaf's own assignment: every cell the run read is fixed.
             stack.extend(children.into_iter().rev());
-            covered = covered.saturating_add(cells.covered(&leaf.slots));
+            let leaf_covered = cells.covered(&fixed);
+            debug_assert_eq!(
+                leaf_covered,
+                cells.covered_dense(&slots),
+                "sparse and dense coverage of a leaf"
+            );
+            covered = covered.saturating_add(leaf_covered);
             self.report.crash_states += 1;
             self.report.unique_states += 1;
             for mut v in leaf.violations {
                 if self.only.is_none_or(|c| v.class == c) {
-                    self.witness(state, &cells, &leaf.slots, &mut v);
+                    self.witness(state, &cells, &slots, &mut v);
                     self.report.violations.push(v);
                 }
             }
+            for &(c, _) in &fixed {
+                slots[c as usize] = Slot::Free;
+            }
+            debug_assert!(slots.iter().all(|&s| s == Slot::Free), "the slot array is reset after each leaf");
         }
         debug_assert!(
             !stack.is_empty() || covered == space || space == u128::MAX,
@@ -129,31 +145,33 @@ impl<T: Target> Explorer<'_, '_, T> {
         &mut self,
         state: &CrashState,
         cells: &Cells,
-        slots: Vec<Slot>,
+        slots: &[Slot],
         memo: &mut Vec<Memo>,
         recovery_rng: Option<&mut crate::rng::SimRng>,
     ) -> Leaf {
         let tracked =
-            Arc::new(cells.tracked_view(state, &slots).expect("a lazy slot assignment is a valid choice"));
+            Arc::new(cells.tracked_view(state, slots).expect("a lazy slot assignment is a valid choice"));
         let backing: Arc<dyn Backing> = tracked.clone();
         let mut dev = Device::with_backing(backing);
         let (target, record, point) = (self.target, self.record, state.point);
-        let begun = cells.begun(&slots);
+        let begun = cells.begun(slots);
+        let sampled = recovery_rng.is_some();
         let line_local = target.line_local();
         let mut others_judged = 0u64;
         let mut reused = false;
         let clean = guarded(|| {
             let mounted = target.recover(&mut dev).map_err(|e| e.to_string())?;
-            let fingerprint = target.fingerprint(&mounted, &dev);
-            // The slots as this run has them so far: cells recovery read are fixed.
-            let mut now = slots.clone();
-            for c in tracked.reads() {
-                now[c as usize] = Cells::settled(now[c as usize]);
-            }
+            // Only a recovery that is crashed again needs its fingerprint.
+            let fingerprint = sampled.then(|| target.fingerprint(&mounted, &dev));
+            // A cell's slot as this run has it so far: the cells recovery read are fixed.
+            let now = |c: u32| {
+                let slot = slots[c as usize];
+                if tracked.was_read(c) { Cells::settled(slot) } else { slot }
+            };
             let key = if line_local { target.verdict_key(&mounted, &dev) } else { None };
             if let Some(key) = key {
                 let hit = memo.iter().find(|m| {
-                    m.key == key && m.begun == begun && m.touched.iter().all(|&(c, s)| now[c as usize] == s)
+                    m.key == key && m.begun == begun && m.touched.iter().all(|&(c, s)| now(c) == s)
                 });
                 if let Some(m) = hit {
                     reused = true;
@@ -161,14 +179,14 @@ impl<T: Target> Explorer<'_, '_, T> {
                 }
             }
             let reads_before = tracked.reads_len();
-            let words = LineWords::tracked(&tracked, cells, &slots);
+            let words = LineWords::tracked(&tracked, cells, slots);
             let found = target.check_lines(&mounted, &dev, record, point, begun, &words);
             others_judged = words.others_judged();
             words.assert_contract();
             // Only a verdict that read nothing more through the device is a function of the
             // key and of the words it read.
             if let Some(key) = key.filter(|_| tracked.reads_len() == reads_before) {
-                let touched = words.touched().into_iter().map(|c| (c, now[c as usize])).collect();
+                let touched = words.touched().into_iter().map(|c| (c, now(c))).collect();
                 memo.push(Memo { key, begun, touched, verdict: found.clone() });
             }
             Ok((found, fingerprint))
@@ -177,14 +195,9 @@ impl<T: Target> Explorer<'_, '_, T> {
         self.report.others_judged += others_judged;
         self.report.recoveries += 1;
         self.report.verdicts_reused += u64::from(reused);
-        let before = slots.clone();
-        let reads: Vec<(u32, Slot)> = tracked.reads().into_iter().map(|c| (c, before[c as usize])).collect();
-        let mut leaf_slots = slots;
-        for &(c, was) in &reads {
-            leaf_slots[c as usize] = Cells::settled(was);
-        }
+        let reads: Vec<(u32, Slot)> = tracked.reads().into_iter().map(|c| (c, slots[c as usize])).collect();
         let violations = self.after_recovery(&dev, clean, recovery_rng);
-        Leaf { slots: leaf_slots, reads, violations }
+        Leaf { reads, violations }
     }
 
     /// Attaches to `v`, found on the leaf `slots`, a concrete crash state that shows it: the
@@ -238,6 +251,16 @@ impl<T: Target> Explorer<'_, '_, T> {
         let found =
             judge_image(self.target, state.model, Arc::new(view), self.record, (state.point, torn), None);
         found.is_ok_and(|f| f.iter().any(|w| w.class == v.class && w.addr == v.addr))
+    }
+}
+
+/// Changes `cell`'s slot in a sparse assignment from `before` to `slot`: a free cell is not
+/// listed yet; any other is (it is the torn cell, or already fixed).
+fn set(assigned: &mut Vec<(u32, Slot)>, cell: u32, before: Slot, slot: Slot) {
+    if before == Slot::Free {
+        assigned.push((cell, slot));
+    } else if let Some(entry) = assigned.iter_mut().find(|(c, _)| *c == cell) {
+        entry.1 = slot;
     }
 }
 

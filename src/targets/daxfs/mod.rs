@@ -372,6 +372,19 @@ impl Target for DaxfsTarget {
         self.judge(store, dev, record, point, false)
     }
 
+    /// fsck and live inodes nobody created: the data checks, the expensive part, never report
+    /// `AllocatorInconsistent`.
+    fn check_integrity(
+        &self,
+        store: &MetaStore,
+        _dev: &Device,
+        record: &RunRecord,
+        point: CrashPoint,
+        torn: bool,
+    ) -> Vec<Violation> {
+        exec::crash::check_integrity(store, record, point.0, torn)
+    }
+
     fn check_torn(
         &self,
         store: &MetaStore,

@@ -76,6 +76,36 @@ pub fn check_lines(
     check_with(store, dev, record, (point, torn), Data::Lines(words), scope)
 }
 
+/// The integrity part of [`check`] alone: fsck of the recovered metadata, and live inodes no
+/// file created before the crash accounts for. Every `AllocatorInconsistent` violation `check`
+/// reports comes from these two, in this form.
+pub fn check_integrity(store: &MetaStore, record: &RunRecord, point: usize, torn: bool) -> Vec<Violation> {
+    let begun = point + usize::from(torn);
+    let mut out = fsck_violation(store);
+    for (ino, inode) in store.meta().inodes.iter().enumerate() {
+        let ino = Ino(ino as u32);
+        if inode.live && record.candidates(ino, begun).next().is_none() {
+            out.push(never_created(ino));
+        }
+    }
+    out
+}
+
+fn fsck_violation(store: &MetaStore) -> Vec<Violation> {
+    fsck(store.meta(), store.geometry())
+        .into_iter()
+        .map(|p| Violation::new(ViolationClass::AllocatorInconsistent, format!("fsck after recovery: {p}")))
+        .take(1)
+        .collect()
+}
+
+fn never_created(ino: Ino) -> Violation {
+    Violation::new(
+        ViolationClass::AllocatorInconsistent,
+        format!("inode {} is live after recovery but was never created before the crash", ino.0),
+    )
+}
+
 fn check_with(
     store: &MetaStore,
     dev: &Device,
@@ -85,11 +115,7 @@ fn check_with(
     scope: Scope,
 ) -> Vec<Violation> {
     let begun = point + usize::from(torn);
-    let mut out: Vec<Violation> = fsck(store.meta(), store.geometry())
-        .into_iter()
-        .map(|p| Violation::new(ViolationClass::AllocatorInconsistent, format!("fsck after recovery: {p}")))
-        .take(1)
-        .collect();
+    let mut out = fsck_violation(store);
     out.extend(check_acked_files(store, record, point, begun));
     let landed = record.landed();
     let mounted_before = store.mounted_before().0;
@@ -122,10 +148,7 @@ fn check_with(
         let ino = Ino(ino as u32);
         let candidates: Vec<u32> = record.candidates(ino, begun).map(|f| f.file_id).collect();
         if candidates.is_empty() {
-            out.push(Violation::new(
-                ViolationClass::AllocatorInconsistent,
-                format!("inode {} is live after recovery but was never created before the crash", ino.0),
-            ));
+            out.push(never_created(ino));
             continue;
         }
         let histories: Vec<_> = candidates
