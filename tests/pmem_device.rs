@@ -268,7 +268,7 @@ fn tracked_reads_see_through_copied_pages() {
     let state = tracker.crash_state();
     let cells = Cells::new(&state);
     let slots = vec![Slot::Free; 3];
-    let tracked = Arc::new(cells.tracked_view(&state, &slots).unwrap());
+    let tracked = Arc::new(cells.tracked_view(&state, &[], &slots).unwrap());
     let mut dev = Device::with_backing(tracked.clone());
     let mut line = [0u8; 64];
     // A compare before a store, and the store's page copy: nothing read.

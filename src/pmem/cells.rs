@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::media::Backing;
-use super::persist::{Choice, CrashState, View, decode_line_group, line_group_count, pow2};
-use super::{LINE_BYTES, PmemError};
+use super::persist::{Choice, CrashState, View, decode_line_group, line_group_at, line_group_count, pow2};
+use super::{LINE_BYTES, PmemError, Unit};
 
 /// What a lazy enumeration has fixed about one cell.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -278,9 +278,26 @@ impl Cells {
         Slot::Fixed(Self::in_view(slot))
     }
 
-    /// A read-tracking view of `slots`.
-    pub fn tracked_view(&self, state: &CrashState, slots: &[Slot]) -> Result<TrackedView, PmemError> {
-        let view = View::new(state, &self.choice(state, slots))?;
+    /// A read-tracking view of an assignment: `assigned` lists the cells that are not free
+    /// (each once), and `slots` is the same assignment with one slot per cell. Only the listed
+    /// cells contribute units, so this costs O(their units), not O(cells).
+    pub fn tracked_view(
+        &self,
+        state: &CrashState,
+        assigned: &[(u32, Slot)],
+        slots: &[Slot],
+    ) -> Result<TrackedView, PmemError> {
+        let mut persisted = Vec::new();
+        for &(c, slot) in assigned {
+            if slot != Slot::Free {
+                self.cell_units(state, &self.cells[c as usize], Self::in_view(slot), &mut persisted);
+            }
+        }
+        let view = View::from_persisted(state, persisted);
+        if cfg!(debug_assertions) {
+            let plain = View::new(state, &self.choice(state, slots))?;
+            assert!(view.same_as(&plain), "the sparse view of {assigned:?} differs from the dense one");
+        }
         Ok(TrackedView {
             view,
             ranges: Arc::clone(&self.ranges),
@@ -290,6 +307,32 @@ impl Cells {
                 on: AtomicBool::new(true),
             },
         })
+    }
+
+    /// Appends the units choice `r` of `cell` persists.
+    fn cell_units(&self, state: &CrashState, cell: &Cell, r: u128, out: &mut Vec<Unit>) {
+        match &cell.kind {
+            CellKind::Line { line, deps, free_nt } => {
+                let wb = line.map_or(0, |i| state.lines[i].units.len());
+                let group = line_group_count(wb, deps);
+                if let Some(i) = *line {
+                    let (prefix, free, bits) = line_group_at(deps, r % group);
+                    out.extend_from_slice(&state.lines[i].units[..prefix as usize]);
+                    for (j, &(_, k)) in deps[..free].iter().enumerate() {
+                        if (bits >> j) & 1 == 1 {
+                            out.push(state.nt[k]);
+                        }
+                    }
+                }
+                let bits = r / group;
+                for (j, &k) in free_nt.iter().enumerate() {
+                    if (bits >> j) & 1 == 1 {
+                        out.push(state.nt[k]);
+                    }
+                }
+            }
+            CellKind::Torn => out.extend_from_slice(&state.torn[..r as usize]),
+        }
     }
 
     /// The values other than the view's that the free cells of `slots` may leave in the words

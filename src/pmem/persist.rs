@@ -370,18 +370,25 @@ pub(super) fn line_group_count(units: usize, deps: &[(u32, usize)]) -> u128 {
 
 /// Sets line `i`'s prefix and its waiting NT units from `r`, an index below
 /// [`line_group_count`]: prefixes in ascending order, each followed by its NT subsets.
-pub(super) fn decode_line_group(c: &mut Choice, i: usize, deps: &[(u32, usize)], mut r: u128) {
+pub(super) fn decode_line_group(c: &mut Choice, i: usize, deps: &[(u32, usize)], r: u128) {
+    let (prefix, free, bits) = line_group_at(deps, r);
+    c.line_prefix[i] = prefix;
+    for (j, &(_, k)) in deps[..free].iter().enumerate() {
+        c.nt_mask[k] = (bits >> j) & 1 == 1;
+    }
+}
+
+/// Choice `r` (below [`line_group_count`]) of a line whose waiting NT units are `deps`: the
+/// line's prefix, how many of `deps` may persist at that prefix (the first `free`), and which
+/// of those did (bit `j` for `deps[j]`).
+pub(super) fn line_group_at(deps: &[(u32, usize)], mut r: u128) -> (u32, usize, u128) {
     // `r` is below the line's count, so the loop ends by the prefix that persists every unit.
     let mut p = 0u32;
     loop {
         let free = deps.partition_point(|&(need, _)| need <= p);
         let subsets = pow2(free);
         if r < subsets {
-            c.line_prefix[i] = p;
-            for (j, &(_, k)) in deps[..free].iter().enumerate() {
-                c.nt_mask[k] = (r >> j) & 1 == 1;
-            }
-            return;
+            return (p, free, r);
         }
         r -= subsets;
         p += 1;
@@ -461,16 +468,31 @@ impl View {
     /// Any choice, non-temporal and torn units included: same-address units apply in program
     /// order.
     fn new_general(state: &CrashState, choice: &Choice) -> Self {
-        let mut finals: BTreeMap<u64, u64> = BTreeMap::new();
-        for u in state.persisted(choice) {
-            finals.insert(u.addr, u.value);
+        Self::from_persisted(state, state.persisted(choice))
+    }
+
+    /// The image of `state` with exactly the units `persisted` (in any order) written over its
+    /// durable base: at an address written more than once, the last in program order shows.
+    pub(super) fn from_persisted(state: &CrashState, mut persisted: Vec<Unit>) -> Self {
+        persisted.sort_unstable_by_key(|u| (u.addr, u.seq));
+        let mut units: Vec<(u64, u64)> = Vec::with_capacity(persisted.len());
+        for u in &persisted {
+            match units.last_mut() {
+                Some(last) if last.0 == u.addr => last.1 = u.value,
+                _ => units.push((u.addr, u.value)),
+            }
         }
         let mut hash = state.base_hash;
-        for (&addr, &value) in &finals {
+        for &(addr, value) in &units {
             let old = read_word(&*state.base, addr);
             hash = hash.wrapping_sub(word_hash(addr, old)).wrapping_add(word_hash(addr, value));
         }
-        Self { base: Arc::clone(&state.base), units: finals.into_iter().collect(), hash }
+        Self { base: Arc::clone(&state.base), units, hash }
+    }
+
+    /// Whether two views show the same image the same way (their deltas and hashes agree).
+    pub(super) fn same_as(&self, other: &View) -> bool {
+        Arc::ptr_eq(&self.base, &other.base) && self.units == other.units && self.hash == other.hash
     }
 
     /// The same image with one bit of one 8-byte word flipped: a media fault (see "Media faults"

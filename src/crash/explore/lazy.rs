@@ -85,7 +85,13 @@ impl<T: Target> Explorer<'_, '_, T> {
             for &(c, slot) in &assigned {
                 slots[c as usize] = slot;
             }
-            let leaf = self.run_leaf(state, &cells, &slots, &mut memo, sample.then_some(&mut recovery_rng));
+            let leaf = self.run_leaf(
+                state,
+                &cells,
+                (&assigned, &slots),
+                &mut memo,
+                sample.then_some(&mut recovery_rng),
+            );
             // The leaf's assignment: the entry's, with every cell the run read fixed.
             // The subspaces the run did not stand for: read cell `k` refined, those read before
             // it as in the run. Pushed last-first so they pop in read order.
@@ -145,12 +151,13 @@ impl<T: Target> Explorer<'_, '_, T> {
         &mut self,
         state: &CrashState,
         cells: &Cells,
-        slots: &[Slot],
+        (assigned, slots): (&[(u32, Slot)], &[Slot]),
         memo: &mut Vec<Memo>,
         recovery_rng: Option<&mut crate::rng::SimRng>,
     ) -> Leaf {
-        let tracked =
-            Arc::new(cells.tracked_view(state, slots).expect("a lazy slot assignment is a valid choice"));
+        let tracked = Arc::new(
+            cells.tracked_view(state, assigned, slots).expect("a lazy slot assignment is a valid choice"),
+        );
         let backing: Arc<dyn Backing> = tracked.clone();
         let mut dev = Device::with_backing(backing);
         let (target, record, point) = (self.target, self.record, state.point);
