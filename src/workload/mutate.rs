@@ -392,7 +392,7 @@ fn pick_map(w: &Workload, rng: &mut SimRng) -> MapSlot {
 }
 
 fn all_offsets(w: &Workload) -> Vec<u64> {
-    w.threads.iter().flatten().filter_map(|op| off_of(op)).collect()
+    w.threads.iter().flatten().filter_map(off_of).collect()
 }
 
 /// An offset: one the workload already uses, a hot block and word (sometimes a PMD later), or
