@@ -7,7 +7,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 use rand::SeedableRng;
-pub use rand::{Rng, RngExt as _};
+pub use rand::{Rng, RngExt};
 pub use rand_xoshiro::Xoshiro256PlusPlus;
 
 /// The harness's generator type.

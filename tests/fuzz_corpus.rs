@@ -261,6 +261,28 @@ fn write_seed_corpora() {
     }
 }
 
+/// Rewrites every file of a corpus directory in the compact encoding: the workload each input
+/// decodes to (raw generator bytes or compact), encoded, named by content hash; then minimise
+/// with `cargo fuzz cmin -s none crash_workload ../corpus/crash_workload` in `fuzz/`.
+/// `CORPUS_IN=DIR CORPUS_OUT=DIR cargo test --test fuzz_corpus -- --ignored compact_corpus`.
+#[test]
+#[ignore = "rewrites a corpus directory; run by hand"]
+fn compact_corpus() {
+    use crashsim::fuzzing::{FuzzWorkload, decode_input};
+    use crashsim::workload::Workload;
+    let dir_in = PathBuf::from(std::env::var("CORPUS_IN").expect("CORPUS_IN"));
+    let dir_out = PathBuf::from(std::env::var("CORPUS_OUT").expect("CORPUS_OUT"));
+    std::fs::create_dir_all(&dir_out).unwrap();
+    for path in inputs_in(&dir_in).into_iter().filter(|p| !is_regression(p)) {
+        let w: Workload = decode_input(&std::fs::read(&path).unwrap()).expect("every input decodes");
+        let bytes = w.encode();
+        let hash = bytes
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        std::fs::write(dir_out.join(format!("compact-{hash:016x}")), bytes).unwrap();
+    }
+}
+
 /// The harness finds a crash-only bug on the generated seeds and names it by its most basic
 /// class, with a repro line that enables the bug.
 #[test]

@@ -1,11 +1,16 @@
 //! Workload → run-time oracle → bounded crash exploration of daxfs. Any violation panics with
 //! its summary and a one-line repro command. Bugs come from `CRASHSIM_BUGS` only.
+//!
+//! Inputs are compact workloads (or the generator's raw bytes); the custom mutator and
+//! crossover edit them in the workload language (`crashsim::fuzzing::mutate`), with
+//! libFuzzer's byte mutation for a fraction of calls.
 #![no_main]
 
 use std::sync::LazyLock;
 
 use crashsim::fuzzing::{CappedAlloc, FuzzConfig};
-use libfuzzer_sys::fuzz_target;
+use crashsim::workload::Workload;
+use libfuzzer_sys::{fuzz_crossover, fuzz_mutator, fuzz_target, fuzzer_mutate};
 
 #[global_allocator]
 static ALLOC: CappedAlloc = CappedAlloc;
@@ -24,3 +29,11 @@ fuzz_target!(
         }
     }
 );
+
+fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
+    crashsim::fuzzing::mutate::<Workload>(data, size, max_size, seed, fuzzer_mutate)
+});
+
+fuzz_crossover!(|a: &[u8], b: &[u8], out: &mut [u8], seed: u32| {
+    crashsim::fuzzing::crossover::<Workload>(a, b, out, seed)
+});

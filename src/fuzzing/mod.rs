@@ -14,8 +14,10 @@
 
 mod alloc;
 mod artifact;
+pub mod codec;
 mod image;
 mod journal;
+mod mutator;
 mod seeds;
 mod target;
 mod workload;
@@ -26,10 +28,14 @@ pub use artifact::{
 };
 pub use image::{BaseImage, mount_image};
 pub use journal::{JournalView, journal_replay};
+pub use mutator::{
+    ATTEMPTS_MAX, BYTE_FALLBACK_ONE_IN, FuzzWorkload, STACKED_MAX, check_fuzz_workload, crossover,
+    decode_input, mutate,
+};
 pub use seeds::{TARGETS, seed_inputs};
 pub use target::{
-    Decoder, SEED_INPUT_BYTES, TargetHarness, decode_arbitrary, fuzz_crash_configs, seed_input,
-    target_from_env,
+    Decoder, SEED_INPUT_BYTES, TargetHarness, decode_arbitrary, decode_compact, fuzz_crash_configs,
+    seed_input, target_from_env,
 };
 pub use workload::crash_workload;
 

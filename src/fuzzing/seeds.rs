@@ -12,12 +12,18 @@ pub const TARGETS: [&str; 3] = ["crash_workload", "mount_image", "journal_replay
 /// `count` named seed inputs for `target`; `None` for an unknown target.
 pub fn seed_inputs(target: &str, count: u64) -> Option<Vec<(String, Vec<u8>)>> {
     let make: fn(u64) -> Vec<u8> = match target {
-        "crash_workload" => Workload::seed_input,
+        "crash_workload" => crash_workload_seed,
         "mount_image" => mount_seed,
         "journal_replay" => journal_seed,
         _ => return None,
     };
     Some((0..count).map(|s| (format!("seed-{s:05}"), make(s))).collect())
+}
+
+/// The compact form of sweep seed `seed`'s workload: the same workload as the seed's raw
+/// bytes, in the form the structure-aware mutator reads and writes.
+fn crash_workload_seed(seed: u64) -> Vec<u8> {
+    Workload::from_seed(seed).encode_compact()
 }
 
 /// Mode byte, then corruption chunks; seed 2 (raw mode) is the base image's first block.

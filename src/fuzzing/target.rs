@@ -23,6 +23,7 @@ use std::path::PathBuf;
 
 use arbitrary::{Arbitrary, Unstructured};
 
+use super::mutator::{FuzzWorkload, decode_input};
 use super::{
     BUGS_ENV, EXPLORE_ONE_IN, Failure, POINTS_PER_INPUT, STATES_PER_POINT, VIOLATIONS_PER_INPUT,
     WIDENED_POINTS, WIDENED_STATES,
@@ -54,6 +55,17 @@ where
     Some(w)
 }
 
+/// The workload `bytes` stand for under [`Decoder::Compact`], if it passes the target's
+/// [`Target::validate_workload`].
+pub fn decode_compact<T: Target>(target: &T, bytes: &[u8]) -> Option<T::Workload>
+where
+    T::Workload: FuzzWorkload,
+{
+    let w = decode_input::<T::Workload>(bytes)?;
+    target.validate_workload(&w).ok()?;
+    Some(w)
+}
+
 /// How fuzz input bytes become a workload.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Decoder {
@@ -61,6 +73,10 @@ pub enum Decoder {
     Arbitrary,
     /// Through the target's own [`Target::workload_from_bytes`] (what `run` and artifacts use).
     Target,
+    /// Through the workload's compact encoding ([`FuzzWorkload`]), or its generator for bytes
+    /// that are not compact, then `validate_workload`: the decoder of the structure-aware
+    /// mutator ([`super::mutate`]).
+    Compact,
 }
 
 /// A fuzz harness for target `T`. Build it once per process ([`TargetHarness::from_env`] reads
@@ -81,6 +97,9 @@ pub struct TargetHarness<T: Target> {
     pub explore_one_in: u64,
     decode: fn(&T, &[u8]) -> Option<T::Workload>,
     decoder: Decoder,
+    /// Whether `run` (the target's `workload_from_bytes`) replays these input bytes as this
+    /// workload; when not, a failure saves the workload as JSON for the repro line.
+    replays_as_is: fn(&T, &[u8], &T::Workload) -> bool,
 }
 
 impl<T: Target> std::fmt::Debug for TargetHarness<T> {
@@ -128,15 +147,41 @@ impl<T: Target> TargetHarness<T> {
     where
         T::Workload: for<'a> Arbitrary<'a>,
     {
-        Self::with(target, name, decode_arbitrary::<T>, Decoder::Arbitrary)
+        Self::with(target, name, decode_arbitrary::<T>, Decoder::Arbitrary, |_, _, _| false)
     }
 
     /// A harness that decodes inputs with the target's [`Target::workload_from_bytes`].
     pub fn with_target_decoder(target: T, name: &str) -> Self {
-        Self::with(target, name, |t, b| t.workload_from_bytes(b).ok(), Decoder::Target)
+        Self::with(target, name, |t, b| t.workload_from_bytes(b).ok(), Decoder::Target, |_, _, _| true)
     }
 
-    fn with(target: T, name: &str, decode: fn(&T, &[u8]) -> Option<T::Workload>, decoder: Decoder) -> Self {
+    /// A harness that decodes inputs the way the structure-aware mutator writes them
+    /// ([`Decoder::Compact`]); pair it with [`super::mutate`] and [`super::crossover`] in the
+    /// fuzz target.
+    pub fn compact(target: T, name: &str) -> Self
+    where
+        T::Workload: FuzzWorkload,
+    {
+        let replays = |t: &T, b: &[u8], w: &T::Workload| t.workload_from_bytes(b).is_ok_and(|r| r == *w);
+        Self::with(target, name, decode_compact::<T>, Decoder::Compact, replays)
+    }
+
+    /// [`TargetHarness::compact`] for the target with the bugs `CRASHSIM_BUGS` names.
+    pub fn compact_from_env(name: &str) -> Result<Self, ConfigError>
+    where
+        T: Sized,
+        T::Workload: FuzzWorkload,
+    {
+        Ok(Self::compact(target_from_env::<T>()?, name))
+    }
+
+    fn with(
+        target: T,
+        name: &str,
+        decode: fn(&T, &[u8]) -> Option<T::Workload>,
+        decoder: Decoder,
+        replays_as_is: fn(&T, &[u8], &T::Workload) -> bool,
+    ) -> Self {
         let (crash, widened) = fuzz_crash_configs();
         Self {
             target,
@@ -147,6 +192,7 @@ impl<T: Target> TargetHarness<T> {
             explore_one_in: EXPLORE_ONE_IN,
             decode,
             decoder,
+            replays_as_is,
         }
     }
 
@@ -200,10 +246,11 @@ impl<T: Target> TargetHarness<T> {
         let Some(v) = violations.iter().min_by_key(|v| v.class) else {
             return Ok(());
         };
-        let saved = match self.decoder {
-            Decoder::Target => None,
-            // `run` decodes with the target's decoder, so the workload itself is saved.
-            Decoder::Arbitrary => self.save_workload(bytes, &workload),
+        // When `run` would decode the bytes differently, the workload itself is saved.
+        let saved = if (self.replays_as_is)(&self.target, bytes, &workload) {
+            None
+        } else {
+            self.save_workload(bytes, &workload)
         };
         Err(Failure { summary: headline(violations.len(), v), repro: self.repro_line(saved) })
     }

@@ -1,5 +1,5 @@
-//! `crash_workload`: daxfs through the generic [`TargetHarness`]: fuzz input → workload →
-//! run-time oracle → bounded crash exploration.
+//! `crash_workload`: daxfs through the generic [`TargetHarness`]: fuzz input (compact, or the
+//! generator's raw bytes) → workload → run-time oracle → bounded crash exploration.
 
 use super::target::TargetHarness;
 use super::{Failure, FuzzConfig};
@@ -10,9 +10,10 @@ use crate::targets::daxfs::DaxfsTarget;
 /// is the failure, reported by its most basic class after a wider exploration
 /// ([`FuzzConfig::widened`]). An input that does not decode is skipped.
 pub fn crash_workload(bytes: &[u8], cfg: &FuzzConfig) -> Result<(), Failure> {
-    // daxfs decodes its own inputs (with `arbitrary`, bounded), so a crash file replays with
+    // Compact inputs (what the structure-aware mutator writes), else the generator's raw bytes:
+    // daxfs's `workload_from_bytes` decodes both the same way, so a crash file replays with
     // `crashsim run FILE`.
-    let mut harness = TargetHarness::with_target_decoder(DaxfsTarget::new(cfg.run.clone()), "crash_workload");
+    let mut harness = TargetHarness::compact(DaxfsTarget::new(cfg.run.clone()), "crash_workload");
     harness.crash = cfg.crash;
     harness.widened = cfg.widened;
     harness.explore_one_in = cfg.explore_one_in;

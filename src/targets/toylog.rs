@@ -13,9 +13,11 @@
 use std::sync::Arc;
 
 use crate::check::{Violation, ViolationClass};
+use crate::fuzzing::FuzzWorkload;
+use crate::fuzzing::codec::{CodecError, Reader, Writer};
 use crate::pmem::PmemError;
 use crate::pmem::{Background, CrashPoint, Device, FlushKind, LINE_BYTES, PmemAddr};
-use crate::rng::{Rng as _, rng_from_seed};
+use crate::rng::{Rng as _, RngExt as _, SimRng, rng_from_seed};
 use crate::target::{BugInfo, ConfigError, RunOutcome, Target, TargetError, TargetOptions, WorkloadError};
 
 /// Appends per workload, at most.
@@ -56,6 +58,84 @@ pub struct ToyLog {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, arbitrary::Arbitrary)]
 pub struct ToyWorkload {
     pub appends: Vec<(u64, u64)>,
+}
+
+/// The first byte of a compact toylog workload.
+pub const COMPACT_MAGIC: u8 = 0x71;
+const COMPACT_VERSION: u8 = 1;
+
+/// Compact form: magic, version, the append count (at most [`APPENDS_MAX`]), then each key and
+/// value as a varint. Other bytes go through `arbitrary` (what [`crate::fuzzing::TargetHarness::new`]
+/// decodes with). Mutations insert, drop, duplicate or swap appends and change keys and values.
+impl FuzzWorkload for ToyWorkload {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_header(COMPACT_MAGIC, COMPACT_VERSION);
+        w.u8(self.appends.len() as u8);
+        for &(k, v) in &self.appends {
+            w.varint(k);
+            w.varint(v);
+        }
+        w.finish()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        let mut r = Reader::with_header(bytes, COMPACT_MAGIC, COMPACT_VERSION)?;
+        let count = r.u8_max("appends", APPENDS_MAX as u8)?;
+        let mut appends = Vec::new();
+        for _ in 0..count {
+            appends.push((r.varint()?, r.varint()?));
+        }
+        r.finish()?;
+        Ok(ToyWorkload { appends })
+    }
+
+    fn generate(bytes: &[u8]) -> Option<Self> {
+        let w: ToyWorkload =
+            arbitrary::Arbitrary::arbitrary_take_rest(arbitrary::Unstructured::new(bytes)).ok()?;
+        (w.appends.len() <= APPENDS_MAX).then_some(w)
+    }
+
+    fn mutate(&mut self, rng: &mut SimRng) -> bool {
+        let before = self.appends.clone();
+        let a = &mut self.appends;
+        let pick = |rng: &mut SimRng, n: usize| rng.random_range(0..n.max(1));
+        match rng.random_range(0..5) {
+            0 if a.len() < APPENDS_MAX => {
+                let i = rng.random_range(0..=a.len());
+                a.insert(i, (rng.next_u64(), rng.next_u64()));
+            }
+            1 if !a.is_empty() => {
+                a.remove(pick(rng, a.len()));
+            }
+            2 if !a.is_empty() && a.len() < APPENDS_MAX => {
+                let kv = a[pick(rng, a.len())];
+                a.insert(rng.random_range(0..=a.len()), kv);
+            }
+            3 if a.len() >= 2 => {
+                let (i, j) = (pick(rng, a.len()), pick(rng, a.len()));
+                a.swap(i, j);
+            }
+            _ if !a.is_empty() => {
+                let i = pick(rng, a.len());
+                let word = if rng.random_bool(0.5) { &mut a[i].0 } else { &mut a[i].1 };
+                *word = match rng.random_range(0..3) {
+                    0 => *word ^ 1 << rng.random_range(0..64),
+                    1 => word.wrapping_add(1),
+                    _ => rng.next_u64(),
+                };
+            }
+            _ => a.push((rng.next_u64(), rng.next_u64())),
+        }
+        self.appends != before
+    }
+
+    fn crossover(&self, other: &Self, rng: &mut SimRng) -> Self {
+        let cut_a = rng.random_range(0..=self.appends.len());
+        let cut_b = rng.random_range(0..=other.appends.len());
+        let appends =
+            self.appends[..cut_a].iter().chain(&other.appends[cut_b..]).copied().take(APPENDS_MAX).collect();
+        ToyWorkload { appends }
+    }
 }
 
 /// What a run leaves for the crash oracle.

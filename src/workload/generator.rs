@@ -11,9 +11,9 @@ use super::{
 };
 
 /// Hot file blocks: the edges of the first PMD-aligned region and the start of the next.
-const HOT_BLOCKS: [u64; 8] = [0, 1, 2, 7, 8, 511, 512, 513];
+pub(super) const HOT_BLOCKS: [u64; 8] = [0, 1, 2, 7, 8, 511, 512, 513];
 /// Hot byte offsets inside a block: first words, a line edge, the middle, the last word.
-const HOT_WORD_BYTES: [u64; 6] = [0, 8, 56, 64, 2048, 4088];
+pub(super) const HOT_WORD_BYTES: [u64; 6] = [0, 8, 56, 64, 2048, 4088];
 const BLOCK_BYTES: u64 = PAGE_BYTES;
 const FILE_BLOCKS: u64 = FILE_BYTES_MAX / BLOCK_BYTES;
 const PMD_BLOCKS: u64 = PMD_BYTES / BLOCK_BYTES;

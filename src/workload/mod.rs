@@ -55,11 +55,14 @@
 //! thread never truncates, punches or faults while it holds a pin (only DMA writes happen between
 //! pin and unpin), so a correct file system never deadlocks on a generated workload.
 
+mod compact;
 mod generator;
+mod mutate;
 mod op;
 mod pick;
 mod schedule;
 
+pub use compact::{COMPACT_BYTES_MAX, COMPACT_MAGIC, COMPACT_VERSION};
 pub use op::{FileSlot, MapSlot, Op, PinSlot, Workload, WorkloadOptions};
 
 use crate::daxfs::tag::{DataTag, WORD_OFF_BITS};
@@ -113,6 +116,10 @@ pub enum WorkloadError {
     EmptyRange { thread: usize, index: usize },
     #[error("thread {thread} op {index}: range ends past {max} bytes", max = FILE_BYTES_MAX)]
     OutOfRange { thread: usize, index: usize },
+    #[error("thread {thread} op {index}: only DMA writes and unpins may run while the thread holds a pin")]
+    WhilePinned { thread: usize, index: usize },
+    #[error("thread {thread} ends holding pin slot {pin}")]
+    PinLeftHeld { thread: usize, pin: u8 },
 }
 
 /// The data word the harness writes at `word_off` (in words) of file incarnation `file_id`,

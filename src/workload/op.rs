@@ -177,6 +177,29 @@ impl Workload {
         }
         Ok(())
     }
+
+    /// The pin rule that keeps a workload from deadlocking on its own pins (the Architecture
+    /// Invariant in [`crate::workload`]): after a thread pins a slot, it runs only DMA writes and
+    /// unpins until it unpins that slot (no second pin meanwhile), and it ends holding no pin.
+    /// Pins are tracked per thread by slot; an unpin of a slot the thread did not pin is
+    /// harmless. Generated workloads keep it; the fuzzer's decoder and mutator check it.
+    pub fn check_pin_discipline(&self) -> Result<(), WorkloadError> {
+        for (thread, ops) in self.threads.iter().enumerate() {
+            let mut held: Option<PinSlot> = None;
+            for (index, op) in ops.iter().enumerate() {
+                match (*op, held) {
+                    (Op::Pin { pin, .. }, None) => held = Some(pin),
+                    (Op::Unpin { pin }, Some(h)) if pin == h => held = None,
+                    (Op::Unpin { .. } | Op::DmaWrite { .. }, _) | (_, None) => {}
+                    (_, Some(_)) => return Err(WorkloadError::WhilePinned { thread, index }),
+                }
+            }
+            if let Some(pin) = held {
+                return Err(WorkloadError::PinLeftHeld { thread, pin: pin.0 });
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Op {

@@ -16,8 +16,10 @@ use crashsim::check::ViolationClass::{
     AllocatorInconsistent, ForeignData, IncoherentView, LostWrite, StaleData,
 };
 use crashsim::check::{Violation, ViolationClass};
+use crashsim::fuzzing::FuzzWorkload;
+use crashsim::fuzzing::codec::{CodecError, Reader, Writer};
 use crashsim::pmem::{Background, CrashPoint, Device, FlushKind, PmemAddr};
-use crashsim::rng::{Rng as _, rng_from_seed};
+use crashsim::rng::{Rng as _, RngExt as _, SimRng, rng_from_seed};
 use crashsim::target::{BugInfo, ConfigError, RunOutcome, Target, TargetError, TargetOptions, WorkloadError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -148,6 +150,122 @@ impl<'a> arbitrary::Arbitrary<'a> for LevelWorkload {
             });
         }
         Ok(Self { ops })
+    }
+}
+
+/// The first byte of a compact Level Hashing workload.
+pub const COMPACT_MAGIC: u8 = 0x1e;
+const COMPACT_VERSION: u8 = 1;
+
+impl Op {
+    fn code(self) -> u8 {
+        match self {
+            Op::Insert { .. } => 0,
+            Op::Update { .. } => 1,
+            Op::Delete { .. } => 2,
+            Op::Lookup { .. } => 3,
+        }
+    }
+
+    fn with(code: u8, key: u64, value: u64) -> Op {
+        match code {
+            0 => Op::Insert { key, value },
+            1 => Op::Update { key, value },
+            2 => Op::Delete { key },
+            _ => Op::Lookup { key },
+        }
+    }
+
+    fn value(self) -> u64 {
+        match self {
+            Op::Insert { value, .. } | Op::Update { value, .. } => value,
+            Op::Delete { .. } | Op::Lookup { .. } => 1,
+        }
+    }
+}
+
+/// The structure-aware fuzzer's view of a workload. Compact form: magic, version, the op
+/// count (1..=OPS_MAX), then per op its kind byte, its key byte and, for inserts and updates,
+/// its value as a varint. Other bytes decode through `arbitrary`. Mutations insert, drop,
+/// duplicate or swap operations and change a kind, a key (often to one already used, so
+/// operations collide) or a value; crossover splices two op lists.
+impl FuzzWorkload for LevelWorkload {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_header(COMPACT_MAGIC, COMPACT_VERSION);
+        w.u8(self.ops.len() as u8);
+        for &op in &self.ops {
+            w.u8(op.code());
+            w.u8(op.key() as u8);
+            if op.code() < 2 {
+                w.varint(op.value());
+            }
+        }
+        w.finish()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        let mut r = Reader::with_header(bytes, COMPACT_MAGIC, COMPACT_VERSION)?;
+        let count = r.u8_max("operations", OPS_MAX as u8)?;
+        if count == 0 {
+            return Err(CodecError::Invalid("no operations".into()));
+        }
+        let mut ops = Vec::new();
+        for _ in 0..count {
+            let code = r.u8_max("op kind", 3)?;
+            let key = u64::from(r.u8_max("key", KEY_MAX as u8)?);
+            let value = if code < 2 { r.varint_max("value", VALUE_MAX)? } else { 1 };
+            if key == 0 || value == 0 {
+                return Err(CodecError::Invalid("keys and values start at 1".into()));
+            }
+            ops.push(Op::with(code, key, value));
+        }
+        r.finish()?;
+        Ok(LevelWorkload { ops })
+    }
+
+    fn generate(bytes: &[u8]) -> Option<Self> {
+        arbitrary::Arbitrary::arbitrary_take_rest(arbitrary::Unstructured::new(bytes)).ok()
+    }
+
+    fn mutate(&mut self, rng: &mut SimRng) -> bool {
+        let before = self.ops.clone();
+        let ops = &mut self.ops;
+        let i = rng.random_range(0..ops.len());
+        let key = |rng: &mut SimRng, ops: &[Op]| {
+            if rng.random_bool(0.6) {
+                ops[rng.random_range(0..ops.len())].key()
+            } else {
+                rng.random_range(1..=KEY_MAX)
+            }
+        };
+        match rng.random_range(0..6) {
+            0 if ops.len() < OPS_MAX => {
+                let op = Op::with(rng.random_range(0..4), key(rng, ops), rng.random_range(1..=VALUE_MAX));
+                ops.insert(rng.random_range(0..=ops.len()), op);
+            }
+            1 if ops.len() > 1 => {
+                ops.remove(i);
+            }
+            2 if ops.len() < OPS_MAX => ops.insert(rng.random_range(0..=ops.len()), ops[i]),
+            3 => {
+                let j = rng.random_range(0..ops.len());
+                ops.swap(i, j);
+            }
+            4 => ops[i] = Op::with(rng.random_range(0..4), ops[i].key(), ops[i].value()),
+            _ => {
+                let k = key(rng, ops);
+                ops[i] = Op::with(ops[i].code(), k, rng.random_range(1..=VALUE_MAX));
+            }
+        }
+        self.ops != before
+    }
+
+    fn crossover(&self, other: &Self, rng: &mut SimRng) -> Self {
+        let cut_a = rng.random_range(1..=self.ops.len());
+        let cut_b = rng.random_range(0..=other.ops.len());
+        LevelWorkload {
+            ops: self.ops[..cut_a].iter().chain(&other.ops[cut_b..]).copied().take(OPS_MAX).collect(),
+        }
     }
 }
 
@@ -639,6 +757,17 @@ impl Target for LevelHash {
     fn expectations_at(&self, rec: &LevelRecord, point: CrashPoint) -> u64 {
         let (acked, in_flight) = rec.progress(point);
         (acked as u64) << 1 | u64::from(in_flight)
+    }
+
+    /// A compact fuzz input when it decodes as one (so a fuzz crash file replays with
+    /// `levelhash run FILE`), else the workload as JSON.
+    fn workload_from_bytes(&self, bytes: &[u8]) -> Result<LevelWorkload, WorkloadError> {
+        let w = match LevelWorkload::decode(bytes) {
+            Ok(w) => w,
+            Err(_) => serde_json::from_slice(bytes).map_err(WorkloadError::new)?,
+        };
+        self.validate_workload(&w)?;
+        Ok(w)
     }
 
     fn validate_workload(&self, w: &LevelWorkload) -> Result<(), WorkloadError> {

@@ -15,7 +15,7 @@ use crate::daxfs::types::FsError;
 use crate::pmem::{CrashPoint, Device, LineWords};
 use crate::sched::Step;
 use crate::target::{BugInfo, ConfigError, RunOutcome, Target, TargetError, TargetOptions, WorkloadError};
-use crate::workload::{Op, Workload};
+use crate::workload::Workload;
 use exec::RunConfig;
 use exec::crash::Scope;
 use exec::record::RunRecord;
@@ -172,7 +172,7 @@ fn shrink_workload(config: &RunConfig, w: &Workload) -> Vec<Workload> {
         c.options.fault_around = false;
         out.push(c);
     }
-    out.retain(|c| c.validate().is_ok() && keeps_pin_discipline(c) && c != w);
+    out.retain(|c| c.validate().is_ok() && c.check_pin_discipline().is_ok() && c != w);
     let mut seen = std::collections::HashSet::new();
     out.retain(|c| seen.insert(c.clone()));
     out
@@ -220,25 +220,6 @@ fn steered(config: &RunConfig, mut c: Workload, threads: &[u8]) -> Workload {
         c.schedule = schedule;
     }
     c
-}
-
-/// The generator's pin rule (`crate::workload` module doc): between a thread's pin and its
-/// unpin only DMA writes, and no pin left held. Dropping an `Unpin` while shrinking would make
-/// a truncate wait on its own thread's pin, a deadlock of the workload, not of daxfs.
-fn keeps_pin_discipline(w: &Workload) -> bool {
-    w.threads.iter().all(|ops| {
-        let mut held = 0usize;
-        for op in ops {
-            match op {
-                Op::Pin { .. } => held += 1,
-                Op::Unpin { .. } => held = held.saturating_sub(1),
-                Op::DmaWrite { .. } => {}
-                _ if held > 0 => return false,
-                _ => {}
-            }
-        }
-        held == 0
-    })
 }
 
 /// What a daxfs media word is: a file's data tag or a block's poison.
@@ -439,12 +420,19 @@ impl Target for DaxfsTarget {
         Workload::seed_input(seed)
     }
 
+    /// A compact input (the fuzzer's, starting with [`crate::workload::COMPACT_MAGIC`]) when it
+    /// decodes as one, else the generator's raw bytes (sweep seeds' `input.bin`).
     fn workload_from_bytes(&self, bytes: &[u8]) -> Result<Workload, WorkloadError> {
-        Workload::from_bytes(bytes).map_err(WorkloadError::new)
+        match Workload::decode_compact(bytes) {
+            Ok(w) => Ok(w),
+            Err(_) => Workload::from_bytes(bytes).map_err(WorkloadError::new),
+        }
     }
 
+    /// Bounds and alignment, and the pin rule ([`Workload::check_pin_discipline`]).
     fn validate_workload(&self, workload: &Workload) -> Result<(), WorkloadError> {
-        workload.validate().map_err(WorkloadError::new)
+        workload.validate().map_err(WorkloadError::new)?;
+        workload.check_pin_discipline().map_err(WorkloadError::new)
     }
 
     fn bug_ids(&self) -> Vec<String> {
