@@ -1,7 +1,7 @@
 //! Cost and yield of the crash_workload fuzz harness per input:
 //! `fuzzcost STATES RECOVERY_STATES POINTS [RECOVERY_CRASHES [MEDIA_FAULTS [EXPLORE_ONE_IN]]]`
 //! over 60 seed inputs, or over the files of `FUZZCOST_DIR`; `CRASHSIM_BUGS` enables bugs.
-//! Prints total, median and slowest seconds per input, and how many inputs the harness failed,
+//! `FUZZCOST_LAZY=N` explores lazily with at most N recoveries per point. Prints total, median and slowest seconds per input, and how many inputs the harness failed,
 //! by headline class.
 use crashsim::fuzzing::FuzzConfig;
 use crashsim::workload::Workload;
@@ -22,6 +22,11 @@ fn main() {
     }
     if let Some(a) = args.get(6) {
         cfg.explore_one_in = a.parse().unwrap();
+    }
+    // `FUZZCOST_LAZY=N`: the sweep's lazy enumeration with at most N recoveries per point.
+    if let Some(n) = std::env::var("FUZZCOST_LAZY").ok().and_then(|v| v.parse().ok()) {
+        cfg.crash.strategy = crashsim::crash::Strategy::Lazy;
+        cfg.crash.recoveries_per_point = n;
     }
     let inputs: Vec<Vec<u8>> = match std::env::var("FUZZCOST_DIR") {
         Ok(dir) => {

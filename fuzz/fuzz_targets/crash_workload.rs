@@ -1,4 +1,4 @@
-//! Workload → run-time oracle → bounded crash exploration of daxfs. Any violation panics with
+//! Workload → run-time oracle → lazy crash exploration of sampled points of daxfs. Any violation panics with
 //! its summary and a one-line repro command. Bugs come from `CRASHSIM_BUGS` only.
 //!
 //! Inputs are compact workloads (or the generator's raw bytes); the custom mutator and

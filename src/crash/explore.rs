@@ -286,7 +286,7 @@ impl<T: Target> Explorer<'_, '_, T> {
             }
             self.report.crash_states += 1;
             self.report.coverage.states_explored += 1;
-            let view = View::new(state, &choice).expect("enumerated choices fit their crash state");
+            let view = View::of_valid(state, &choice);
             let torn = choice.torn > 0;
             let key = (view.state_hash(), expectations, torn);
             if !self.seen.insert(key) {
@@ -331,7 +331,7 @@ impl<T: Target> Explorer<'_, '_, T> {
                 bit: rng.random_range(0..64u8),
             };
             let choice = state.choice_all();
-            let view = View::new(state, &choice).expect("all-persisted fits").with_media_fault(fault);
+            let view = View::of_valid(state, &choice).with_media_fault(fault);
             self.report.crash_states += 1;
             let torn = choice.torn > 0;
             if !self.seen.insert((view.state_hash(), expectations, torn)) {
@@ -473,7 +473,7 @@ pub(super) fn recover_again<T: Target>(
     choice: &Choice,
     clean: u64,
 ) -> Option<Violation> {
-    let view = View::new(state, choice).expect("choice fits its recovery crash state");
+    let view = View::of_valid(state, choice);
     let mut dev = Device::with_backing(Arc::new(view));
     let again = guarded(|| {
         let mounted = target.recover(&mut dev).map_err(|e| e.to_string())?;

@@ -53,29 +53,29 @@ pub const IMAGE_DEVICE_BYTES: u64 = 4 << 20;
 /// smaller PMD is no faster there, and would make fuzz crashes replay only with
 /// `--pmd-blocks`).
 pub const PMD_BLOCKS: u64 = 8;
-/// Crash states per crash point while fuzzing (the sweep default is 256): libFuzzer prefers
-/// many cheap executions; the bounded strategy still tries none-persisted, all-persisted and
-/// then each line persisted alone and lost alone.
-pub const STATES_PER_POINT: usize = 8;
+/// Recoveries per crash point while fuzzing. Inputs are explored with the sweep's lazy
+/// enumeration: a point whose recovery reads few pending lines is covered completely in a few
+/// recoveries, and this bounds the rare point that needs more (a sweep allows 4096).
+pub const RECOVERIES_PER_POINT: usize = 64;
 /// Crash points explored per explored input, a seeded sample spread over the persistence steps'
 /// call sites (a sweep explores every one). Inputs with a thousand fence points otherwise cost
 /// a minute each.
 pub const POINTS_PER_INPUT: usize = 16;
 /// One input in this many (chosen by a hash of its bytes, so a saved crash input is explored
 /// again when replayed) is crash-explored; every input gets the run-time oracle. A run costs
-/// about a millisecond and a crash exploration about fifty (`examples/fuzzcost`), and the
-/// run-time races need many interleavings while the crash bugs show on a tenth or more of the
-/// corpus inputs, so this buys about three times the executions for both.
-pub const EXPLORE_ONE_IN: u64 = 4;
+/// about two milliseconds and a crash exploration about fifty (`examples/fuzzcost`). Over the
+/// committed corpus, crash-bug failures found per second of fuzzing are the same exploring one
+/// input in four or one in eight (each explored input is judged the same way, and exploration
+/// dominates the time), while one in eight gives the run-time races twice the executions.
+pub const EXPLORE_ONE_IN: u64 = 8;
 /// Violations collected from one failing input before the harness reports the most basic
 /// (only failing inputs pay for it).
 pub const VIOLATIONS_PER_INPUT: usize = 32;
 /// Crash points of the wider exploration a failing input gets before the harness names its
 /// violation.
 pub const WIDENED_POINTS: usize = 64;
-/// States per crash point (and, under lazy enumeration, recoveries per crash point) of that
-/// wider exploration.
-pub const WIDENED_STATES: usize = 64;
+/// Recoveries per crash point of that wider exploration.
+pub const WIDENED_RECOVERIES: usize = 256;
 
 /// What every harness runs with. Built once per process.
 #[derive(Clone, Debug)]

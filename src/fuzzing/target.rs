@@ -1,5 +1,5 @@
 //! The fuzz harness for any [`Target`]: input bytes → workload → the run-time oracles → a
-//! bounded crash exploration; any violation is a [`Failure`] naming its most basic class, with a
+//! lazy crash exploration of sampled crash points; any violation is a [`Failure`] naming its most basic class, with a
 //! one-line repro command.
 //!
 //! ```no_run
@@ -25,8 +25,8 @@ use arbitrary::{Arbitrary, Unstructured};
 
 use super::mutator::{FuzzWorkload, decode_input};
 use super::{
-    BUGS_ENV, EXPLORE_ONE_IN, Failure, POINTS_PER_INPUT, STATES_PER_POINT, VIOLATIONS_PER_INPUT,
-    WIDENED_POINTS, WIDENED_STATES,
+    BUGS_ENV, EXPLORE_ONE_IN, Failure, POINTS_PER_INPUT, RECOVERIES_PER_POINT, VIOLATIONS_PER_INPUT,
+    WIDENED_POINTS, WIDENED_RECOVERIES,
 };
 use crate::check::Violation;
 use crate::crash::{CrashConfig, RecoveryCrashConfig, Strategy, explore_workload, replay_run};
@@ -118,23 +118,19 @@ impl<T: Target> std::fmt::Debug for TargetHarness<T> {
     }
 }
 
-/// The fuzzing crash configuration: bounded, a sample of crash points, small budgets
-/// (libFuzzer prefers many cheap executions), and its widened form.
+/// The fuzzing crash configuration: the sweep's lazy enumeration on a sample of crash points,
+/// with small budgets (libFuzzer prefers many cheap executions), and its widened form.
 pub fn fuzz_crash_configs() -> (CrashConfig, CrashConfig) {
     let crash = CrashConfig {
-        states_per_point: STATES_PER_POINT,
-        // Bounded, not the sweep's lazy enumeration: with a budget this small, lazy's
-        // depth-first refinement spends it on the first pending lines recovery reads, while
-        // bounded's "all persisted" reaches the commit at once.
-        strategy: Strategy::Bounded,
+        strategy: Strategy::Lazy,
+        recoveries_per_point: RECOVERIES_PER_POINT,
         points_per_workload: POINTS_PER_INPUT,
         recovery_crash: RecoveryCrashConfig { states_per_point: 1, crashes_per_state: 2 },
         violations_per_workload: VIOLATIONS_PER_INPUT,
         ..CrashConfig::default()
     };
     let widened = CrashConfig {
-        states_per_point: WIDENED_STATES,
-        recoveries_per_point: WIDENED_STATES,
+        recoveries_per_point: WIDENED_RECOVERIES,
         points_per_workload: WIDENED_POINTS,
         ..crash
     };

@@ -1,5 +1,5 @@
 //! `crash_workload`: daxfs through the generic [`TargetHarness`]: fuzz input (compact, or the
-//! generator's raw bytes) → workload → run-time oracle → bounded crash exploration.
+//! generator's raw bytes) → workload → run-time oracle → lazy crash exploration of sampled points.
 
 use super::target::TargetHarness;
 use super::{Failure, FuzzConfig};

@@ -387,7 +387,7 @@ impl Cells {
         for r in range.take(1 << 16) {
             let mut c = self.choice(state, slots);
             self.decode(state, &mut c, &self.cells[cell as usize], r);
-            let view = View::new(state, &c).ok()?;
+            let view = View::of_valid(state, &c);
             if super::persist::read_word(&view, addr) == value {
                 let mut out = slots.to_vec();
                 out[cell as usize] = Slot::Fixed(r);

@@ -167,6 +167,23 @@ impl SparseImage {
         }
     }
 
+    /// Writes the little-endian word `value` at `addr` and returns the word it replaced.
+    pub fn swap_u64(&mut self, addr: u64, value: u64) -> u64 {
+        let index = addr / PAGE_BYTES;
+        let off = (addr % PAGE_BYTES) as usize;
+        if off + 8 <= PAGE_BYTES as usize {
+            let word = &mut self.page_mut(index)[off..off + 8];
+            let old = u64::from_le_bytes((&*word).try_into().expect("8 bytes"));
+            word.copy_from_slice(&value.to_le_bytes());
+            old
+        } else {
+            let mut old = [0u8; 8];
+            self.read_at(addr, &mut old);
+            self.write_at(addr, &value.to_le_bytes());
+            u64::from_le_bytes(old)
+        }
+    }
+
     fn page(&self, index: u64) -> Option<&Page> {
         let chunk = self.chunks.get(&(index / CHUNK_PAGES))?;
         chunk[(index % CHUNK_PAGES) as usize].as_deref()

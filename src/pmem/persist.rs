@@ -419,12 +419,19 @@ impl View {
     /// fit the state ([`CrashState::check_choice`]).
     pub fn new(state: &CrashState, choice: &Choice) -> Result<Self, PmemError> {
         state.check_choice(choice)?;
+        Ok(Self::of_valid(state, choice))
+    }
+
+    /// [`Self::new`] of a choice the harness made itself (enumerated, sampled, or decoded from
+    /// cells), which fits its state by construction: checked in debug builds only.
+    pub fn of_valid(state: &CrashState, choice: &Choice) -> Self {
+        debug_assert_eq!(state.check_choice(choice), Ok(()), "a harness-made choice fits its state");
         let nt_chosen = choice.nt_mask.iter().any(|&m| m);
         if choice.torn > 0 && !nt_chosen && choice.line_prefix.iter().all(|&p| p == 0) {
-            return Ok(Self::new_torn(state, choice.torn as usize));
+            return Self::new_torn(state, choice.torn as usize);
         }
         if nt_chosen || choice.torn > 0 {
-            return Ok(Self::new_general(state, choice));
+            return Self::new_general(state, choice);
         }
         // Write-back units only: lines are ascending and disjoint, so each line's prefix is
         // applied to one read of the base line and the delta comes out sorted.
@@ -448,7 +455,7 @@ impl View {
                 units.push((addr, new[k]));
             }
         }
-        Ok(Self { base: Arc::clone(&state.base), units, hash })
+        Self { base: Arc::clone(&state.base), units, hash }
     }
 
     /// Only a torn prefix (eADR): one store's units, ascending and distinct by address, so the
@@ -609,7 +616,38 @@ pub struct Tracker<'t> {
     durable: SparseImage,
     durable_hash: u128,
     lines: BTreeMap<u64, LineState>,
+    /// Lines a clwb/clflushopt covered since the last fence (perhaps listed twice): the fence
+    /// visits these, not every pending line.
+    flushed_lines: Vec<u64>,
+    /// How many pending lines hold each number of pending units (index: the number): the
+    /// crash state's count is a product over lines, computed from this in O(longest line).
+    lengths: Vec<u64>,
     nt: Vec<Unit>,
+}
+
+/// Moves one line from pending length `from` to `to` in `lengths` (0: no pending units).
+fn relength(lengths: &mut Vec<u64>, from: usize, to: usize) {
+    if from == to {
+        return;
+    }
+    if from > 0 {
+        lengths[from] -= 1;
+    }
+    if to > 0 {
+        if lengths.len() <= to {
+            lengths.resize(to + 1, 0);
+        }
+        lengths[to] += 1;
+    }
+}
+
+/// `base^exp`, saturating.
+fn pow_saturating(base: u128, exp: u64) -> u128 {
+    match (base, u32::try_from(exp)) {
+        (0 | 1, _) => base.max(u128::from(exp == 0)),
+        (_, Ok(e)) => base.checked_pow(e).unwrap_or(u128::MAX),
+        (_, Err(_)) => u128::MAX,
+    }
 }
 
 impl std::fmt::Debug for Tracker<'_> {
@@ -636,6 +674,8 @@ impl<'t> Tracker<'t> {
             durable: SparseImage::new(initial),
             durable_hash: 0,
             lines: BTreeMap::new(),
+            flushed_lines: Vec::new(),
+            lengths: Vec::new(),
             nt: Vec::new(),
         }
     }
@@ -691,10 +731,17 @@ impl<'t> Tracker<'t> {
             }
         }
         let mut n = (self.torn_len() as u128).saturating_add(1);
-        for (line, l) in self.lines.iter().filter(|(_, l)| !l.pending.is_empty()) {
-            let mut deps = waiting.remove(line).unwrap_or_default();
+        // A line no NT unit waits on has `len + 1` choices; the others are counted one by one.
+        // Every factor is at least 1, so the saturating product is exact whenever it fits.
+        let mut lengths = self.lengths.clone();
+        for (line, mut deps) in waiting {
+            let len = self.lines[&line].pending.len();
+            relength(&mut lengths, len, 0);
             deps.sort_unstable();
-            n = n.saturating_mul(line_group_count(l.pending.len(), &deps));
+            n = n.saturating_mul(line_group_count(len, &deps));
+        }
+        for (len, &lines) in lengths.iter().enumerate().filter(|(_, n)| **n > 0) {
+            n = n.saturating_mul(pow_saturating(len as u128 + 1, lines));
         }
         n.saturating_mul(pow2(free))
     }
@@ -750,9 +797,17 @@ impl<'t> Tracker<'t> {
                 }
             }
             (_, Op::Store { .. }) => {
-                for (addr, value) in self.trace.store_units(&event) {
+                // Units come in address order: one lookup per line, not per unit.
+                let mut units = self.trace.store_units(&event).peekable();
+                while let Some((addr, value)) = units.next() {
                     let line = addr & !(LINE_BYTES - 1);
-                    self.lines.entry(line).or_default().pending.push(Unit { addr, value, seq });
+                    let pending = &mut self.lines.entry(line).or_default().pending;
+                    let before = pending.len();
+                    pending.push(Unit { addr, value, seq });
+                    while let Some((addr, value)) = units.next_if(|(a, _)| a & !(LINE_BYTES - 1) == line) {
+                        pending.push(Unit { addr, value, seq });
+                    }
+                    relength(&mut self.lengths, before, pending.len());
                 }
             }
             (_, Op::StoreNt { .. }) => {
@@ -770,9 +825,15 @@ impl<'t> Tracker<'t> {
         for line in lines {
             let state = self.lines.get_mut(&line).expect("line listed");
             match kind {
-                FlushKind::Clwb | FlushKind::Clflushopt => state.flushed = state.pending.len(),
+                FlushKind::Clwb | FlushKind::Clflushopt => {
+                    if state.flushed == 0 {
+                        self.flushed_lines.push(line);
+                    }
+                    state.flushed = state.pending.len();
+                }
                 FlushKind::Clflush => {
                     let units = std::mem::take(&mut state.pending);
+                    relength(&mut self.lengths, units.len(), 0);
                     self.lines.remove(&line);
                     for u in units {
                         self.make_durable(u);
@@ -787,17 +848,32 @@ impl<'t> Tracker<'t> {
     fn fence(&mut self) {
         let evicted = self.evicted_by_nt();
         let mut durable: Vec<Unit> = Vec::new();
-        self.lines.retain(|line, l| {
-            let n = l.flushed.max(evicted.get(line).copied().unwrap_or(0));
+        // Only lines a flush covered or an NT store evicted change; every other line keeps its
+        // pending units and has nothing flushed.
+        let mut changed = std::mem::take(&mut self.flushed_lines);
+        changed.extend(evicted.keys());
+        changed.sort_unstable();
+        changed.dedup();
+        for line in changed {
+            let Some(l) = self.lines.get_mut(&line) else { continue };
+            let n = l.flushed.max(evicted.get(&line).copied().unwrap_or(0));
+            let before = l.pending.len();
             durable.extend(l.pending.drain(..n));
             l.flushed = 0;
-            !l.pending.is_empty()
-        });
+            relength(&mut self.lengths, before, l.pending.len());
+            if l.pending.is_empty() {
+                self.lines.remove(&line);
+            }
+        }
         durable.append(&mut self.nt);
         // Program order matters only for units to the same address; sort to apply in order.
         durable.sort_by_key(|u| u.seq);
+        // Nothing pending is superseded: every NT unit is in `durable`, and a line keeps only
+        // units stored after everything it wrote back (a prefix in program order, or all
+        // units before an NT store to it).
         for u in durable {
-            self.make_durable(u);
+            self.write_durable(u);
+            debug_assert!(!self.drop_superseded(u), "a fence left a unit older than {u:?} pending");
         }
     }
 
@@ -817,11 +893,14 @@ impl<'t> Tracker<'t> {
     }
 
     fn make_durable(&mut self, u: Unit) {
-        let old = read_word(&self.durable, u.addr);
+        self.write_durable(u);
+        self.drop_superseded(u);
+    }
+
+    fn write_durable(&mut self, u: Unit) {
+        let old = self.durable.swap_u64(u.addr, u.value);
         self.durable_hash =
             self.durable_hash.wrapping_sub(word_hash(u.addr, old)).wrapping_add(word_hash(u.addr, u.value));
-        self.durable.write_u64(u.addr, u.value);
-        self.drop_superseded(u);
     }
 
     /// Stores to one address reach media in program order: once `u` is durable, a pending unit
@@ -829,17 +908,24 @@ impl<'t> Tracker<'t> {
     /// Without this, a stale NT or write-back value could resurface over a newer durable one
     /// (WB store, NT store, fence; or NT store, WB store, clflush). Dropping such a unit loses no
     /// state: whenever it would have persisted, the newer durable value overwrote it.
-    fn drop_superseded(&mut self, u: Unit) {
+    /// Whether it dropped anything.
+    fn drop_superseded(&mut self, u: Unit) -> bool {
         let older = |p: &Unit| p.addr == u.addr && p.seq < u.seq;
+        let nt_before = self.nt.len();
         self.nt.retain(|p| !older(p));
+        let mut dropped = self.nt.len() != nt_before;
         let line = u.addr & !(LINE_BYTES - 1);
         if let Some(state) = self.lines.get_mut(&line) {
             let flushed_dropped = state.pending[..state.flushed].iter().filter(|p| older(p)).count();
+            let before = state.pending.len();
             state.pending.retain(|p| !older(p));
             state.flushed -= flushed_dropped;
+            relength(&mut self.lengths, before, state.pending.len());
+            dropped |= state.pending.len() != before;
             if state.pending.is_empty() {
                 self.lines.remove(&line);
             }
         }
+        dropped
     }
 }

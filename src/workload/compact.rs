@@ -308,7 +308,7 @@ mod tests {
 
     #[test]
     fn every_op_kind_round_trips() {
-        let (f, m, p) = (FileSlot(15), MapSlot(7), PinSlot(3));
+        let (f, m, p) = (FileSlot(15), MapSlot(7), PinSlot(0));
         let (off, len) = (FILE_BYTES_MAX - 2 * PAGE_BYTES, 2 * PAGE_BYTES);
         let ops = vec![
             Op::Create { file: f },

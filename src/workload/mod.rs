@@ -120,6 +120,8 @@ pub enum WorkloadError {
     WhilePinned { thread: usize, index: usize },
     #[error("thread {thread} ends holding pin slot {pin}")]
     PinLeftHeld { thread: usize, pin: u8 },
+    #[error("thread {thread} op {index}: pins slot {pin}, but a thread pins only its own slot (its index)")]
+    ForeignPin { thread: usize, index: usize, pin: u8 },
 }
 
 /// The data word the harness writes at `word_off` (in words) of file incarnation `file_id`,

@@ -648,8 +648,8 @@ pub(super) fn repair(w: &mut Workload) -> bool {
         w.threads.push(Vec::new());
     }
     w.threads.truncate(THREADS_MAX);
-    for ops in &mut w.threads {
-        let fixed: Vec<Op> = ops.iter().copied().map(normalize).collect();
+    for (t, ops) in w.threads.iter_mut().enumerate() {
+        let fixed: Vec<Op> = ops.iter().copied().map(normalize).map(|op| own_pin(op, t)).collect();
         *ops = close_pins(fixed);
     }
     while w.op_count() > OPS_MAX {
@@ -667,6 +667,14 @@ pub(super) fn repair(w: &mut Workload) -> bool {
     let valid = w.validate().is_ok() && w.check_pin_discipline().is_ok();
     debug_assert!(valid, "repair left an invalid workload: {w:?}");
     valid
+}
+
+/// `op` of thread `t` with its pin slot, if it names one, set to the thread's own slot `t`.
+fn own_pin(mut op: Op, t: usize) -> Op {
+    if let Op::Pin { pin, .. } | Op::DmaWrite { pin, .. } | Op::Unpin { pin } = &mut op {
+        *pin = PinSlot(t as u8);
+    }
+    op
 }
 
 /// One thread's ops with an unpin inserted before any op a pinned thread may not run, and at
@@ -702,7 +710,7 @@ mod tests {
 
     #[test]
     fn repair_unpins_before_a_forbidden_op_and_at_the_end() {
-        let (pin, map, file) = (PinSlot(1), MapSlot(0), FileSlot(0));
+        let (pin, map, file) = (PinSlot(0), MapSlot(0), FileSlot(0));
         let pinned = Op::Pin { pin, map, off: 0, len: PAGE_BYTES, write: true };
         let mut w = Workload {
             threads: vec![vec![

@@ -179,14 +179,21 @@ impl Workload {
     }
 
     /// The pin rule that keeps a workload from deadlocking on its own pins (the Architecture
-    /// Invariant in [`crate::workload`]): after a thread pins a slot, it runs only DMA writes and
-    /// unpins until it unpins that slot (no second pin meanwhile), and it ends holding no pin.
-    /// Pins are tracked per thread by slot; an unpin of a slot the thread did not pin is
+    /// Invariant in [`crate::workload`]): thread `t` pins only its own slot `t` (pin slots are
+    /// shared like an address space, so a second thread pinning the slot would replace a pin its
+    /// owner still holds, and a truncate waiting for that pin would wait forever); after a
+    /// thread pins, it runs only DMA writes and unpins until it unpins that slot (no second pin
+    /// meanwhile), and it ends holding no pin. An unpin of a slot the thread did not pin is
     /// harmless. Generated workloads keep it; the fuzzer's decoder and mutator check it.
     pub fn check_pin_discipline(&self) -> Result<(), WorkloadError> {
         for (thread, ops) in self.threads.iter().enumerate() {
             let mut held: Option<PinSlot> = None;
             for (index, op) in ops.iter().enumerate() {
+                if let Op::Pin { pin, .. } = *op
+                    && usize::from(pin.0) != thread
+                {
+                    return Err(WorkloadError::ForeignPin { thread, index, pin: pin.0 });
+                }
                 match (*op, held) {
                     (Op::Pin { pin, .. }, None) => held = Some(pin),
                     (Op::Unpin { pin }, Some(h)) if pin == h => held = None,

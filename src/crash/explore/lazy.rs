@@ -222,7 +222,7 @@ impl<T: Target> Explorer<'_, '_, T> {
             return;
         };
         let mut candidates = vec![slots.to_vec()];
-        let view = View::new(state, &own).expect("leaf choice fits");
+        let view = View::of_valid(state, &own);
         let here = read_word(&view, addr);
         let others: Vec<(u64, u64)> = cells.others(slots, addr..addr + 8).collect();
         for (_, value) in others {
@@ -253,7 +253,7 @@ impl<T: Target> Explorer<'_, '_, T> {
     /// Whether the concrete crash state `choice` shows a violation of `v`'s class at `v`'s
     /// address, judged by the target's plain check.
     fn reproduces(&self, state: &CrashState, choice: &crate::pmem::Choice, v: &Violation) -> bool {
-        let view = View::new(state, choice).expect("witness choice fits");
+        let view = View::of_valid(state, choice);
         let torn = choice.torn > 0;
         let found =
             judge_image(self.target, state.model, Arc::new(view), self.record, (state.point, torn), None);
