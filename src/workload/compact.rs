@@ -22,9 +22,10 @@
 //! long) cannot pass for a compact input: a compact input is at most [`COMPACT_BYTES_MAX`]
 //! bytes, fewer than a seed's.
 
+use super::op::Grain;
 use super::{
-    FILE_BYTES_MAX, FileSlot, MapSlot, OPS_MAX, Op, PAGE_BYTES, PinSlot, SCHEDULE_MAX, SEED_BYTES,
-    THREADS_MAX, WORD_BYTES, Workload, WorkloadOptions,
+    FILE_BYTES_MAX, FileSlot, MapSlot, OPS_MAX, Op, PinSlot, SCHEDULE_MAX, SEED_BYTES, THREADS_MAX,
+    WORD_BYTES, Workload, WorkloadOptions,
 };
 use crate::fuzzing::codec::{CodecError, Reader, Writer};
 
@@ -45,22 +46,6 @@ const KIND_FLAG: u8 = 0x80;
 const KINDS: u8 = 18;
 const SCHEDULE_BYTES: u8 = 0;
 const SCHEDULE_PACKED: u8 = 1;
-
-/// How an op's fields follow its kind byte.
-#[derive(Copy, Clone)]
-enum Grain {
-    Word,
-    Page,
-}
-
-impl Grain {
-    fn bytes(self) -> u64 {
-        match self {
-            Grain::Word => WORD_BYTES,
-            Grain::Page => PAGE_BYTES,
-        }
-    }
-}
 
 impl Workload {
     /// The compact encoding (see the module doc of `workload::compact`). Panics on a workload
@@ -295,6 +280,7 @@ fn decode_schedule(r: &mut Reader<'_>) -> Result<Vec<u8>, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::PAGE_BYTES;
 
     fn pinned_truncate() -> Workload {
         let pin = PinSlot(0);

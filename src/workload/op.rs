@@ -127,15 +127,16 @@ pub struct Workload {
     pub options: WorkloadOptions,
 }
 
-/// How an op's range must be aligned.
+/// How an op's range must be aligned (and, in the compact encoding, the unit its offset and
+/// length are stored in).
 #[derive(Copy, Clone)]
-enum Grain {
+pub(super) enum Grain {
     Word,
     Page,
 }
 
 impl Grain {
-    fn bytes(self) -> u64 {
+    pub(super) fn bytes(self) -> u64 {
         match self {
             Grain::Word => WORD_BYTES,
             Grain::Page => PAGE_BYTES,
