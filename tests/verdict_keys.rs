@@ -8,12 +8,19 @@
 //! of the page alike, with any found value and block, and the table must judge as the plain
 //! per-word lookup does. The test also counts the epochs with different keys whose verdicts do
 //! differ, so that it is known to reach the case the key exists for.
+//!
+//! Across crash points, a page's table is extended ack by ack (`FileHistory::extend_page_table`)
+//! and a clean page verdict is shared by the key (table, `FileHistory::page_events`,
+//! `freed_held_on`). The second test checks both against the tables and verdicts of each
+//! crash point's own history, and shows that each part of the key, and the condition under
+//! which tables are shared at all, is needed: leaving one out would share a verdict or a table
+//! between histories that differ.
 
 use crashsim::daxfs::BlockNr;
 use crashsim::daxfs::tag::{DataTag, Word};
 use crashsim::rng::rng_from_seed;
 use crashsim::targets::daxfs::exec::record::{
-    Ack, AckKind, DataEvent, FileHistory, FreedPages, RunRecord, ZeroKind,
+    Ack, AckKind, DataEvent, FileHistory, FreedPages, PageTable, RunRecord, WordVerdict, ZeroKind,
 };
 use rand::RngExt;
 
@@ -61,8 +68,11 @@ fn random_record(seed: u64) -> RunRecord {
             }
             _ => {
                 let (lo, hi) = span(&mut rng);
+                // Sometimes the ack returns at the very position where the next event begins,
+                // so that a cut there holds the ack and not the event.
+                let returned = if rng.random_bool(0.25) { at + 10 } else { at + 2 };
                 record.acks.push(Ack {
-                    at: at + 2,
+                    at: returned,
                     file_id: FILE,
                     lo,
                     hi,
@@ -153,4 +163,96 @@ fn equal_page_keys_judge_alike_and_the_floor_table_matches_the_plain_lookup() {
         pairs_differing_verdicts > 10,
         "the epoch changed a verdict only {pairs_differing_verdicts} times"
     );
+}
+
+/// Every crash point worth cutting at: each event's and ack's position and the one after, cut
+/// whole or torn (`begun` one past the point).
+fn cuts(record: &RunRecord) -> Vec<(usize, usize)> {
+    let mut at: Vec<usize> =
+        record.events.iter().map(DataEvent::at).chain(record.acks.iter().map(|a| a.at)).collect();
+    at.extend(at.clone().into_iter().map(|a| a + 1));
+    at.sort_unstable();
+    at.dedup();
+    at.into_iter().flat_map(|p| [(p, p), (p, p + 1)]).collect()
+}
+
+/// Which words of `page` are judged good, with every value and block (every eighth word).
+fn page_good(record: &RunRecord, h: &FileHistory<'_>, page: u64) -> Vec<bool> {
+    let table = h.page_table(page);
+    let mut out = Vec::new();
+    for word in (page * WORDS_PER_PAGE..(page + 1) * WORDS_PER_PAGE).step_by(8) {
+        for found in found_values(record, word) {
+            for block in [Some(BlockNr(40)), Some(BlockNr(41)), None] {
+                out.push(h.judge_in(FILE, word, Some(&table), found, block) == WordVerdict::Ok);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn tables_extended_across_crash_points_and_the_page_history_key_are_exact() {
+    let (mut extended, mut equal_keys) = (0u64, 0u64);
+    // Pairs that a weaker key or a weaker sharing condition would have merged wrongly.
+    let (mut events_needed, mut table_needed, mut condition_needed) = (0u64, 0u64, 0u64);
+    for seed in 0..150 {
+        let record = random_record(seed);
+        let landed = record.landed();
+        let cuts = cuts(&record);
+        for page in 0..PAGES {
+            for mounted_before in [0, TIDS / 2, TIDS] {
+                // (acks, table, page events, freed held, good words) of each shareable history.
+                let mut seen: Vec<(usize, PageTable, usize, u64, Vec<bool>)> = Vec::new();
+                // The table of the latest shareable history, by its number of acks.
+                let mut latest: Option<(usize, PageTable)> = None;
+                let mut unshared: Vec<(usize, PageTable)> = Vec::new();
+                for &(point, begun) in &cuts {
+                    let h = record.history(FILE, point, begun, landed, mounted_before);
+                    let table = h.page_table(page);
+                    if !h.tables_shareable() {
+                        assert_eq!(
+                            h.extend_page_table(&table, page, 0),
+                            None,
+                            "seed {seed}: unshareable extends"
+                        );
+                        unshared.push((h.acks_returned(), table));
+                        continue;
+                    }
+                    if let Some((acks, earlier)) = &latest {
+                        let grown = h.extend_page_table(earlier, page, *acks).expect("shareable");
+                        assert!(
+                            grown == table,
+                            "seed {seed} page {page} point {point}/{begun}: the extended table differs"
+                        );
+                        extended += 1;
+                    }
+                    let good = page_good(&record, &h, page);
+                    let (events, freed) = (h.page_events(page), h.freed_held_on(page));
+                    for (_, t, e, f, g) in &seen {
+                        let same_table = *t == table;
+                        if same_table && *e == events && *f == freed {
+                            equal_keys += 1;
+                            assert_eq!(g, &good, "seed {seed} page {page} point {point}/{begun}: equal keys");
+                        } else if *g != good {
+                            events_needed += u64::from(same_table && *f == freed);
+                            table_needed += u64::from(*e == events && *f == freed);
+                        }
+                    }
+                    latest = Some((h.acks_returned(), table.clone()));
+                    seen.push((h.acks_returned(), table, events, freed, good));
+                }
+                // An unshareable history's table differs from the shared one of as many acks.
+                for (acks, table) in unshared {
+                    let shared = seen.iter().find(|s| s.0 == acks).map(|s| &s.1);
+                    condition_needed += u64::from(shared.is_some_and(|s| *s != table));
+                }
+            }
+        }
+    }
+
+    assert!(extended > 1_000, "{extended} tables extended");
+    assert!(equal_keys > 1_000, "{equal_keys} pairs with equal keys");
+    assert!(events_needed > 10, "page events told verdicts apart {events_needed} times");
+    assert!(table_needed > 10, "tables told verdicts apart {table_needed} times");
+    assert!(condition_needed > 0, "the sharing condition told tables apart {condition_needed} times");
 }

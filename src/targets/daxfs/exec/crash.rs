@@ -126,7 +126,6 @@ fn check_with(
         },
         recovery_pages: dev.image().written_page_indexes().collect(),
     };
-    let files_created = record.files.iter().filter(|f| f.created_at < begun).count();
     CLEAN.with(|c| {
         let mut c = c.borrow_mut();
         // Verdicts depend on what had begun: a torn cut's clean pages are not a whole cut's.
@@ -139,6 +138,7 @@ fn check_with(
             c.across_record = record.id;
             c.across.clear();
             c.floors.clear();
+            c.next_table = 0;
         }
     });
     for (ino, inode) in store.meta().inodes.iter().enumerate() {
@@ -155,9 +155,7 @@ fn check_with(
             .iter()
             .map(|&f| (f, record.history(f, point, begun, landed, mounted_before)))
             .collect();
-        let epoch = history_epoch(files_created, &histories);
-        let file =
-            FileCheck { store, ino, words_end: inode.size_bytes / 8, histories: &histories, scope, epoch };
+        let file = FileCheck { store, ino, words_end: inode.size_bytes / 8, histories: &histories, scope };
         out.extend(file.check(&data, &shareable));
     }
     out
@@ -217,35 +215,44 @@ struct CleanPages {
     /// where all those units' cells were free: clean in every leaf where they are free.
     free_pages: BTreeSet<PageKey>,
     /// Clean verdicts shared across the crash points of one record (`across_record`): pages
-    /// judged clean with every value their words can hold, keyed by the record's history as of
-    /// the point, the page key, the block's bytes and its pending units. Exact: bytes and units
-    /// are part of the key. Emptied when it reaches `ACROSS_PAGES_MAX`.
+    /// judged clean with every value their words can hold, keyed by what the verdict reads of
+    /// the page's history (`PageHistory`), the page key, the block's bytes and its pending
+    /// units. Exact: bytes and units are part of the key. Emptied when it reaches
+    /// `ACROSS_PAGES_MAX`.
     across: BTreeSet<AcrossKey>,
     across_record: u64,
-    /// (file id, its history epoch, page) → the page's judging lookups: a function of the
-    /// file's history, which its epoch names (`FileHistory::epoch`). Kept across the crash
-    /// points of `across_record`; emptied when it reaches `ACROSS_PAGES_MAX`.
-    floors: BTreeMap<(u32, (usize, usize), u64), Arc<PageTable>>,
+    /// (file id, page) → the page's acked floors for the file's first `acks` acks
+    /// (`FileHistory::page_table`), kept across the crash points of `across_record` and
+    /// extended as acks return. Emptied when it reaches `ACROSS_PAGES_MAX`.
+    floors: BTreeMap<(u32, u64), SharedTable>,
+    /// The id the next distinct page table gets.
+    next_table: u64,
+}
+
+/// A page table shared across crash points.
+struct SharedTable {
+    acks: usize,
+    table: Arc<PageTable>,
+    /// Names the table's contents among the record's tables: equal ids, equal floors.
+    id: u64,
 }
 
 /// (inode, page, block, words judged, freed blocks the recovered state holds on the page):
 /// everything but the shared bytes.
 type PageKey = (u32, u64, u64, u64, u64);
 
-/// (history epoch, page key, the block's bytes, its pending units): see `CleanPages::across`.
-type AcrossKey = (HistoryEpoch, PageKey, Box<[u8]>, Box<[(u64, u64)]>);
+/// (page history, page key, the block's bytes, its pending units): see `CleanPages::across`.
+type AcrossKey = (PageHistory, PageKey, Box<[u8]>, Box<[(u64, u64)]>);
 
-/// What a page verdict reads of the record's history as of a crash point: the files created
-/// (which fix the inode's candidate incarnations) and each candidate's history epoch
-/// (`FileHistory::epoch`). Each part is a threshold set by trace position, so sizes name it.
-type HistoryEpoch = (usize, Box<[(u32, usize, usize)]>);
+/// What a page's verdict reads of the record's history as of a crash point, for each of the
+/// inode's candidate incarnations (which the list names): the id of its page table and how
+/// many of its events touch the page (`FileHistory::page_events`). A word's verdict reads
+/// nothing else of the history but the block's earlier writers, which only tell one kind of
+/// bad word from another and never make a word good.
+type PageHistory = Box<[(u32, u64, usize)]>;
 
 /// Entries of `CleanPages::across` at most (each holds a page of bytes).
 const ACROSS_PAGES_MAX: usize = 4096;
-
-fn history_epoch(files_created: usize, histories: &[(u32, FileHistory<'_>)]) -> HistoryEpoch {
-    (files_created, histories.iter().map(|(f, h)| (*f, h.epoch().0, h.epoch().1)).collect())
-}
 
 thread_local! {
     static CLEAN: RefCell<CleanPages> = const {
@@ -256,6 +263,7 @@ thread_local! {
             across: BTreeSet::new(),
             across_record: 0,
             floors: BTreeMap::new(),
+            next_table: 0,
         })
     };
 }
@@ -284,8 +292,6 @@ struct FileCheck<'a> {
     words_end: u64,
     histories: &'a [(u32, FileHistory<'a>)],
     scope: Scope,
-    /// Names the histories among those of other crash points (see `CleanPages::across`).
-    epoch: HistoryEpoch,
 }
 
 impl FileCheck<'_> {
@@ -302,6 +308,12 @@ impl FileCheck<'_> {
             let unwritten = histories.iter().all(|(_, h)| h.page_unwritten(lo));
             let floors = std::cell::OnceCell::new();
             let floors = || floors.get_or_init(|| Floors::of(histories, page, data));
+            // Names the page's history among those of other crash points, if its tables are
+            // shared (see `CleanPages::across`).
+            let page_history = || -> Option<PageHistory> {
+                let Floors::Shared { ids: Some(ids), .. } = floors() else { return None };
+                Some(histories.iter().zip(ids).map(|((f, h), &id)| (*f, id, h.page_events(page))).collect())
+            };
             let mapped = inode.lookup(page).map(|e| (BlockNr(e.phys.0 + page - e.file_block), e.state));
             // Other values a word of the page may hold (lazy enumeration): (word, value).
             let mut others: Vec<(u64, u64)> = Vec::new();
@@ -324,8 +336,8 @@ impl FileCheck<'_> {
                             if dev.read(addr, &mut buf).is_err() {
                                 return out;
                             }
-                            let k = (self.epoch.clone(), key, Box::from(&buf[..]), Box::from([]));
-                            if CLEAN.with(|c| c.borrow().across.contains(&k)) {
+                            let k = page_history().map(|h| (h, key, Box::from(&buf[..]), Box::from([])));
+                            if k.as_ref().is_some_and(|k| CLEAN.with(|c| c.borrow().across.contains(k))) {
                                 continue;
                             }
                             if page_clean(histories, floors, lo, words_end, &buf, Some(b)) {
@@ -334,7 +346,7 @@ impl FileCheck<'_> {
                                     if shared {
                                         c.pages.insert(key);
                                     }
-                                    insert_across(&mut c, Some(k));
+                                    insert_across(&mut c, k);
                                 });
                                 continue;
                             }
@@ -369,9 +381,9 @@ impl FileCheck<'_> {
                                 free_key = Some(key);
                             }
                             words.read(addr.0, &mut buf);
-                            if shared || free_key.is_some() {
+                            if let Some(h) = page_history().filter(|_| shared || free_key.is_some()) {
                                 let units = words.units_in(block.clone()).into_boxed_slice();
-                                let k = (self.epoch.clone(), key, Box::from(&buf[..]), units);
+                                let k = (h, key, Box::from(&buf[..]), units);
                                 if CLEAN.with(|c| c.borrow().across.contains(&k)) {
                                     CLEAN.with(|c| {
                                         let mut c = c.borrow_mut();
@@ -478,8 +490,9 @@ fn page_clean<'f>(
 enum Floors {
     /// Computed word by word as each is judged (the plain check).
     Direct,
-    /// One table per candidate history, shared by every state of the crash point.
-    Shared(Vec<Arc<PageTable>>),
+    /// One table per candidate history, shared by every state of the crash point and across
+    /// crash points; with their ids if every one is shared (see `shared_table`).
+    Shared { tables: Vec<Arc<PageTable>>, ids: Option<Box<[u64]>> },
 }
 
 impl Floors {
@@ -487,21 +500,56 @@ impl Floors {
         if matches!(data, Data::Plain(_)) {
             return Floors::Direct;
         }
+        let mut ids = Some(Vec::with_capacity(histories.len()));
         let tables = histories
             .iter()
             .map(|(f, h)| {
-                CLEAN.with(|c| {
-                    let mut c = c.borrow_mut();
-                    if c.floors.len() >= ACROSS_PAGES_MAX {
-                        c.floors.clear();
-                    }
-                    let table = c.floors.entry((*f, h.epoch(), page));
-                    Arc::clone(table.or_insert_with(|| Arc::new(h.page_table(page))))
-                })
+                if !h.tables_shareable() {
+                    ids = None;
+                    return Arc::new(h.page_table(page));
+                }
+                let (table, id) = CLEAN.with(|c| shared_table(&mut c.borrow_mut(), *f, h, page));
+                if let Some(ids) = &mut ids {
+                    ids.push(id);
+                }
+                table
             })
             .collect();
-        Floors::Shared(tables)
+        Floors::Shared { tables, ids: ids.map(Vec::into_boxed_slice) }
     }
+}
+
+/// The page table of `page` in history `h` of file `file`, and its id, from the tables shared
+/// across crash points: the same table if `h` holds as many acks as it, extended if `h` holds
+/// more, built afresh if fewer. A debug build compares it with the table built from nothing.
+fn shared_table(c: &mut CleanPages, file: u32, h: &FileHistory<'_>, page: u64) -> (Arc<PageTable>, u64) {
+    if c.floors.len() >= ACROSS_PAGES_MAX {
+        c.floors.clear();
+    }
+    let acks = h.acks_returned();
+    let (table, id) = match c.floors.get(&(file, page)) {
+        Some(e) if e.acks == acks => (Arc::clone(&e.table), e.id),
+        Some(e) if e.acks < acks => {
+            let table = h.extend_page_table(&e.table, page, e.acks).expect("a shareable history extends");
+            if table == *e.table {
+                (Arc::clone(&e.table), e.id)
+            } else {
+                c.next_table += 1;
+                (Arc::new(table), c.next_table)
+            }
+        }
+        _ => {
+            c.next_table += 1;
+            (Arc::new(h.page_table(page)), c.next_table)
+        }
+    };
+    debug_assert_eq!(
+        *table,
+        h.page_table(page),
+        "the shared table of file {file} page {page} with {acks} acks"
+    );
+    c.floors.insert((file, page), SharedTable { acks, table: Arc::clone(&table), id });
+    (table, id)
 }
 
 /// The verdict on one word across the candidate incarnations: `None` if any accepts it.
@@ -516,7 +564,7 @@ fn judge_word(
     for (k, (f, h)) in histories.iter().enumerate() {
         let verdict = match floors {
             Floors::Direct => h.judge(*f, word, found, block),
-            Floors::Shared(t) => h.judge_in(*f, word, Some(&t[k]), found, block),
+            Floors::Shared { tables, .. } => h.judge_in(*f, word, Some(&tables[k]), found, block),
         };
         match verdict {
             WordVerdict::Ok => return None,

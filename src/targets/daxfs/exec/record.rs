@@ -172,10 +172,9 @@ pub struct FileHistory<'r> {
     /// Indexes of this file's zeroing events before the point.
     zeros: Vec<usize>,
     acks: Vec<&'r Ack>,
-    /// How many of this file's events had begun: with `acks.len()`, names this history among
-    /// the histories of the file at other crash points (both are threshold sets by trace
-    /// position, so their sizes identify them).
-    events_begun: usize,
+    /// Are this history's page tables the file's canonical ones, shareable with other crash
+    /// points ([`Self::tables_shareable`])?
+    tables_shareable: bool,
     /// Every write ever recorded, by (version, block): a block's earlier contents.
     landed: &'r Landed,
     /// The recovered state holds exactly the transactions with smaller tids.
@@ -187,7 +186,7 @@ const WORDS_PER_PAGE: u64 = crate::daxfs::BLOCK_BYTES / 8;
 const NO_FLOOR: u32 = u32::MAX;
 
 /// One page's lookups for [`FileHistory::judge_in`].
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageTable {
     /// The acked floor of each word of the page.
     /// (`NO_FLOOR` for none; event indexes are far below it.)
@@ -225,10 +224,8 @@ impl RunRecord {
     ) -> FileHistory<'r> {
         let mut by_page: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         let mut zeros = Vec::new();
-        let mut events_begun = 0;
         for (i, e) in self.events.iter().enumerate().filter(|(_, e)| e.file_id() == file_id && e.at() < begun)
         {
-            events_begun += 1;
             match e {
                 DataEvent::Write { lo, hi, .. } => {
                     for page in lo / WORDS_PER_PAGE..hi.div_ceil(WORDS_PER_PAGE) {
@@ -238,8 +235,28 @@ impl RunRecord {
                 DataEvent::Zero { .. } => zeros.push(i),
             }
         }
-        let acks = self.acks.iter().filter(|a| a.file_id == file_id && a.at <= point).collect();
-        FileHistory { events: &self.events, by_page, zeros, acks, events_begun, landed, mounted_before }
+        let mut acks = Vec::new();
+        // Are the acks returned by `point` the file's first ones (as a run records them)?
+        let (mut acks_prefix, mut seen_later) = (true, false);
+        for a in self.acks.iter().filter(|a| a.file_id == file_id) {
+            if a.at <= point {
+                acks_prefix &= !seen_later;
+                acks.push(a);
+            } else {
+                seen_later = true;
+            }
+        }
+        let sorted = self.events.is_sorted_by_key(DataEvent::at);
+        let tables_shareable = sorted
+            && acks_prefix
+            && acks.iter().all(|a| {
+                a.at < begun
+                    && a.events_before
+                        .min(self.events.len())
+                        .checked_sub(1)
+                        .is_none_or(|i| self.events[i].at() < begun)
+            });
+        FileHistory { events: &self.events, by_page, zeros, acks, tables_shareable, landed, mounted_before }
     }
 
     /// Digest of what the crash oracle expects at `point`: states with equal images and equal
@@ -303,18 +320,70 @@ impl FileHistory<'_> {
     }
 
     /// The acked floor of every word of page `page` (this file's words `page * 512..`), looking
-    /// only at the acks that reach the page. Crash checks share it between the states of a crash point; the
-    /// plain check looks each word up afresh.
+    /// only at the acks that reach the page. Crash checks share it between the states of a
+    /// crash point, and across crash points ([`Self::extend_page_table`]); the plain check
+    /// looks each word up afresh.
     pub fn page_table(&self, page: u64) -> PageTable {
-        let (lo, hi) = (page * WORDS_PER_PAGE, (page + 1) * WORDS_PER_PAGE);
-        let acks: Vec<&Ack> = self.acks.iter().copied().filter(|a| a.lo < hi && lo < a.hi).collect();
-        let floors = (lo..hi)
-            .map(|word| {
-                let floor = self.floor_among(acks.iter().copied(), word);
-                floor.map_or(NO_FLOOR, |i| u32::try_from(i).expect("fewer than 2^32 - 1 events"))
-            })
-            .collect();
+        let mut floors = vec![NO_FLOOR; WORDS_PER_PAGE as usize].into_boxed_slice();
+        self.fold_acks(&mut floors, page, 0);
         PageTable { floors }
+    }
+
+    /// The page table of page `page` from `table`, the table of the same page in a history of
+    /// this file whose acks were this one's first `acks_in_table`: each word's floor is the
+    /// newest of its floors under each ack, so the later acks are folded in. `None` if this
+    /// history's tables are not shareable or `table` holds more acks than this history.
+    pub fn extend_page_table(&self, table: &PageTable, page: u64, acks_in_table: usize) -> Option<PageTable> {
+        if !self.tables_shareable || acks_in_table > self.acks.len() {
+            return None;
+        }
+        let mut floors = table.floors.clone();
+        self.fold_acks(&mut floors, page, acks_in_table);
+        Some(PageTable { floors })
+    }
+
+    /// Are this history's page tables functions of the file, the page and the number of acks
+    /// alone, so that histories at other crash points with as many acks share them? They are
+    /// when the acks are the file's first ones and every ack returned before the cut and counts
+    /// only events begun before it: an ack's floors then read exactly the events it would read
+    /// in any history that holds it. (A run records events and acks in trace order, so this
+    /// fails only for an ack returned at the very position of an untorn cut.)
+    pub fn tables_shareable(&self) -> bool {
+        self.tables_shareable
+    }
+
+    /// How many acks this history holds.
+    pub fn acks_returned(&self) -> usize {
+        self.acks.len()
+    }
+
+    /// How many of this history's events touch page `page`: its writes on the page and its
+    /// zeroings overlapping it. With the page's table, names what a verdict on the page's
+    /// words reads of the history (both are threshold sets by trace position).
+    pub fn page_events(&self, page: u64) -> usize {
+        let (lo, hi) = (page * WORDS_PER_PAGE, (page + 1) * WORDS_PER_PAGE);
+        let writes = self.by_page.get(&page).map_or(0, Vec::len);
+        let zeros = self
+            .zeros
+            .iter()
+            .filter(|&&j| matches!(self.events[j], DataEvent::Zero { lo: a, hi: b, .. } if a < hi && lo < b))
+            .count();
+        writes + zeros
+    }
+
+    /// Folds the floors under acks `from..` into `floors`, page `page`'s table.
+    fn fold_acks(&self, floors: &mut [u32], page: u64, from: usize) {
+        let (lo, hi) = (page * WORDS_PER_PAGE, (page + 1) * WORDS_PER_PAGE);
+        for a in self.acks[from..].iter().filter(|a| a.lo < hi && lo < a.hi) {
+            for word in a.lo.max(lo)..a.hi.min(hi) {
+                let Some(f) = self.floor_under(a, word) else { continue };
+                let f = u32::try_from(f).expect("fewer than 2^32 - 1 events");
+                let slot = &mut floors[(word - lo) as usize];
+                if *slot == NO_FLOOR || *slot < f {
+                    *slot = f;
+                }
+            }
+        }
     }
 
     /// Index of this file's first write on `word` with `version`.
@@ -325,26 +394,27 @@ impl FileHistory<'_> {
 
     /// The newest event on `word` that one of `acks` covers.
     fn floor_among<'a>(&self, acks: impl Iterator<Item = &'a Ack>, word: u64) -> Option<usize> {
-        acks.filter(|a| a.lo <= word && word < a.hi)
-            .filter_map(|a| {
-                // A write that a truncate or punch began discarding before the ack returned is
-                // not the ack's to promise: the unmap dropped its dirty state.
-                let write = self
-                    .writes_on(word)
-                    .rev()
-                    .find(|&i| i < a.events_before)
-                    .filter(|&i| !self.zeros_on(word).any(|j| j > i && self.events[j].at() <= a.at));
-                let zero = if a.data_only {
-                    None
-                } else {
-                    self.zeros_on(word).rev().find(|&i| {
-                        i < a.events_before
-                            && matches!(self.events[i], DataEvent::Zero { done, .. } if done <= a.started_at)
-                    })
-                };
-                write.max(zero)
+        acks.filter(|a| a.lo <= word && word < a.hi).filter_map(|a| self.floor_under(a, word)).max()
+    }
+
+    /// The newest event on `word` that ack `a` (which covers it) promises.
+    fn floor_under(&self, a: &Ack, word: u64) -> Option<usize> {
+        // A write that a truncate or punch began discarding before the ack returned is not the
+        // ack's to promise: the unmap dropped its dirty state.
+        let write = self
+            .writes_on(word)
+            .rev()
+            .find(|&i| i < a.events_before)
+            .filter(|&i| !self.zeros_on(word).any(|j| j > i && self.events[j].at() <= a.at));
+        let zero = if a.data_only {
+            None
+        } else {
+            self.zeros_on(word).rev().find(|&i| {
+                i < a.events_before
+                    && matches!(self.events[i], DataEvent::Zero { done, .. } if done <= a.started_at)
             })
-            .max()
+        };
+        write.max(zero)
     }
 
     /// Did a zeroing after event `i` free the block of `word`'s page, in a transaction the
@@ -384,13 +454,6 @@ impl FileHistory<'_> {
             .copied()
             .filter(|&i| matches!(self.events[i], DataEvent::Write { block: Some(x), .. } if x == b))
             .min()
-    }
-
-    /// Names this history among the file's histories at other crash points of the record:
-    /// (events begun, acks returned). Equal epochs mean equal histories, but for the
-    /// recovered state's allocation epoch (see [`Self::freed_held_on`]).
-    pub fn epoch(&self) -> (usize, usize) {
-        (self.events_begun, self.acks.len())
     }
 
     /// Did this file write nothing on the page of `word` (so zero is the only expected content,
