@@ -287,3 +287,26 @@ fn tracked_reads_see_through_copied_pages() {
 }
 
 const PAGE: u64 = 4096;
+
+/// A background that promises zeros below an address reads exactly as the plain procedural one
+/// over every range, aligned or not, across the boundary; a debug build catches a false promise.
+#[test]
+fn a_background_zero_below_an_address_reads_as_the_plain_one() {
+    let word = |a: u64| if a < 1024 { 0 } else { a.wrapping_mul(0x9e37_79b9_7f4a_7c15) };
+    let plain = Background::procedural(4096, word);
+    let above = Background::procedural_above(4096, 1024, word);
+    for (addr, len) in
+        [(0, 8), (0, 4096), (1000, 48), (1017, 13), (1023, 2), (1024, 8), (3, 1021), (2000, 100)]
+    {
+        let (mut a, mut b) = (vec![0u8; len], vec![0u8; len]);
+        plain.read_at(addr, &mut a);
+        above.read_at(addr, &mut b);
+        assert_eq!(a, b, "{len} bytes at {addr}");
+    }
+    if cfg!(debug_assertions) {
+        let lying = Background::procedural_above(4096, 2048, word);
+        let read =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lying.read_at(0, &mut [0u8; 4096])));
+        assert!(read.is_err(), "a false promise of zeros is caught");
+    }
+}

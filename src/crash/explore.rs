@@ -150,6 +150,7 @@ fn explore<T: Target>(
         report,
         observe,
         verdicts: BTreeMap::new(),
+        all_persisted: None,
     };
     explorer.explore(replay.initial)?;
     if explorer.stopped() {
@@ -208,6 +209,9 @@ struct Explorer<'a, 'o, T: Target> {
     observe: Option<&'a mut StateObserver<'o>>,
     /// The verdict of each checked state, by its dedup key; kept only when observing.
     verdicts: BTreeMap<(u128, u64, bool), Vec<Violation>>,
+    /// The crash point's image with everything pending persisted, from the tracker
+    /// ([`Tracker::all_persisted`]): what media faults damage.
+    all_persisted: Option<View>,
 }
 
 impl<T: Target> Explorer<'_, '_, T> {
@@ -224,6 +228,10 @@ impl<T: Target> Explorer<'_, '_, T> {
     /// are explored while the workload is not full; every one adds its space to the coverage.
     fn explore(&mut self, initial: Arc<dyn Backing>) -> Result<(), TargetError> {
         let mut tracker = Tracker::new(self.trace, initial, self.cfg.model);
+        let faults = self.cfg.media_faults_per_point > 0 && !self.fault_words.is_empty();
+        if faults {
+            tracker.keep_latest();
+        }
         let points = crash_points(self.trace, self.cfg.granularity);
         let cap = self.cfg.points_per_workload;
         let sample: Option<BTreeSet<CrashPoint>> = (cap > 0 && points.len() > cap).then(|| {
@@ -244,6 +252,7 @@ impl<T: Target> Explorer<'_, '_, T> {
             }
             let state = tracker.crash_state();
             debug_assert_eq!(state.choice_count(), states, "the tracker counts the state's choices");
+            self.all_persisted = if faults { tracker.all_persisted() } else { None };
             if self.cfg.strategy == Strategy::Lazy {
                 self.report.crash_points += 1;
                 self.explore_point_lazy(&state, states);
@@ -322,6 +331,10 @@ impl<T: Target> Explorer<'_, '_, T> {
             return;
         }
         let mut rng = rng_from_seed(stream(self.seed, state.point, 2));
+        // Every fault damages the same image, everything pending persisted: built once (or
+        // taken from the tracker).
+        let choice = state.choice_all();
+        let mut all: Option<View> = self.all_persisted.take();
         for _ in 0..self.cfg.media_faults_per_point {
             if self.full() {
                 break;
@@ -330,8 +343,8 @@ impl<T: Target> Explorer<'_, '_, T> {
                 addr: self.fault_words[rng.random_range(0..stored)].1,
                 bit: rng.random_range(0..64u8),
             };
-            let choice = state.choice_all();
-            let view = View::of_valid(state, &choice).with_media_fault(fault);
+            let view =
+                all.get_or_insert_with(|| View::of_valid(state, &choice)).clone().with_media_fault(fault);
             self.report.crash_states += 1;
             let torn = choice.torn > 0;
             if !self.seen.insert((view.state_hash(), expectations, torn)) {

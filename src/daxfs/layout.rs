@@ -538,8 +538,9 @@ pub fn mkfs(geom: &Geometry) -> Result<Device, FsError> {
     geom.check().map_err(FsError::Invalid)?;
     let g = *geom;
     let (data_bytes, generation) = (g.data_start().0 * BLOCK_BYTES, g.generation);
-    let background =
-        Background::procedural(g.size_bytes, move |addr| poison_word(data_bytes, generation, addr));
+    let background = Background::procedural_above(g.size_bytes, data_bytes, move |addr| {
+        poison_word(data_bytes, generation, addr)
+    });
     let mut dev = Device::with_backing(Arc::new(background));
     dev.store(PmemAddr(0), &encode_superblock(geom), SITE_MKFS)?;
     dev.flush(PmemAddr(0), SB_BYTES as u64, FlushKind::Clwb, SITE_MKFS)?;

@@ -111,6 +111,7 @@ impl Cells {
                 j += 1;
             }
             let cell = cells.len() as u32;
+            let first_unit = units.len();
             let deps = line.map(|i| std::mem::take(&mut groups.per_line[i])).unwrap_or_default();
             let wb = line.map_or(0, |i| state.lines[i].units.len());
             let count = line_group_count(wb, &deps).saturating_mul(pow2(free_nt.len()));
@@ -121,6 +122,9 @@ impl Cells {
             }
             units.extend(deps.iter().map(|&(_, k)| unit(&state.nt[k])));
             units.extend(free_nt.iter().map(|&k| unit(&state.nt[k])));
+            // A cell's units lie in its line and cells come in line order: sorting each
+            // cell's few units sorts them all (but for torn units, below).
+            units[first_unit..].sort_by_key(|u| (u.addr, u.seq));
             ranges.push((line_addr, line_addr + LINE_BYTES, cell));
             cells.push(Cell { kind: CellKind::Line { line, deps, free_nt }, count });
         }
@@ -133,8 +137,12 @@ impl Cells {
             cells.push(Cell { kind: CellKind::Torn, count: state.torn.len() as u128 + 1 });
             cell
         });
-        ranges.sort_unstable();
-        units.sort_by_key(|u| (u.addr, u.seq));
+        // Stable sorts of stably sorted runs: the order one stable sort of all would give.
+        if torn.is_some() {
+            ranges.sort_unstable();
+            units.sort_by_key(|u| (u.addr, u.seq));
+        }
+        debug_assert!(ranges.is_sorted() && units.is_sorted_by_key(|u| (u.addr, u.seq)));
         let total =
             cells.iter().try_fold(1u128, |n, c| n.checked_mul(c.count).filter(|_| c.count < u128::MAX));
         let log2_total = cells.iter().map(|c| log2(c.count)).sum();

@@ -39,17 +39,32 @@ type WordFn = dyn Fn(u64) -> u64 + Send + Sync;
 pub struct Background {
     size_bytes: u64,
     word: Option<Arc<WordFn>>,
+    /// Bytes below this address are zero without asking `word` (see
+    /// [`Background::procedural_above`]).
+    zero_below: u64,
 }
 
 impl Background {
     /// All-zero content of `size_bytes`.
     pub fn zeroed(size_bytes: u64) -> Self {
-        Self { size_bytes, word: None }
+        Self { size_bytes, word: None, zero_below: 0 }
     }
 
     /// `word(addr)` gives the little-endian value of the 8-byte word at aligned `addr`.
     pub fn procedural(size_bytes: u64, word: impl Fn(u64) -> u64 + Send + Sync + 'static) -> Self {
-        Self { size_bytes, word: Some(Arc::new(word)) }
+        Self { size_bytes, word: Some(Arc::new(word)), zero_below: 0 }
+    }
+
+    /// [`Self::procedural`] for a `word` that is zero at every address below `zero_below`
+    /// (8-aligned): reads there fill zeros without calling it. A debug build checks the
+    /// promise on every word it skips.
+    pub fn procedural_above(
+        size_bytes: u64,
+        zero_below: u64,
+        word: impl Fn(u64) -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        assert!(zero_below % 8 == 0, "zero_below {zero_below:#x} is not 8-aligned");
+        Self { size_bytes, word: Some(Arc::new(word)), zero_below }
     }
 }
 
@@ -71,6 +86,20 @@ impl Backing for Background {
             buf.fill(0);
             return;
         };
+        if addr < self.zero_below {
+            let zeros = usize::try_from(self.zero_below - addr).map_or(buf.len(), |n| n.min(buf.len()));
+            debug_assert!(
+                (addr & !7..addr + zeros as u64).step_by(8).all(|a| word(a) == 0),
+                "a procedural background promised zeros below {:#x}",
+                self.zero_below
+            );
+            let (zero, rest) = buf.split_at_mut(zeros);
+            zero.fill(0);
+            if rest.is_empty() {
+                return;
+            }
+            return self.read_at(addr + zeros as u64, rest);
+        }
         if addr % 8 == 0 && buf.len() % 8 == 0 {
             for (i, chunk) in buf.chunks_exact_mut(8).enumerate() {
                 chunk.copy_from_slice(&word(addr + i as u64 * 8).to_le_bytes());

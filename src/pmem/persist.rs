@@ -72,8 +72,10 @@ pub struct Unit {
 pub struct PendingLine {
     /// Address of the cache line ([`LINE_BYTES`]-aligned).
     pub line: u64,
-    /// Its pending units, in program order; one address may appear more than once.
-    pub units: Vec<Unit>,
+    /// Its pending units, in program order; one address may appear more than once. Shared
+    /// with the walk that made the state (and with the states of later crash points, until the
+    /// line changes).
+    pub units: Arc<Vec<Unit>>,
 }
 
 /// Pending NT unit that waits on a line: it may persist only if that line persisted at least
@@ -403,6 +405,9 @@ pub struct View {
     /// Final value per address of the persisted units, ascending by address.
     units: Vec<(u64, u64)>,
     hash: u128,
+    /// Is `base` its crash state's durable base (so `units` are where the view differs from
+    /// it)? Not for [`Tracker::all_persisted`], whose base is the latest image itself.
+    over_state_base: bool,
 }
 
 /// One flipped bit in a durable word: damage a checksum must catch, beyond what a crash can do.
@@ -455,7 +460,7 @@ impl View {
                 units.push((addr, new[k]));
             }
         }
-        Self { base: Arc::clone(&state.base), units, hash }
+        Self { base: Arc::clone(&state.base), units, hash, over_state_base: true }
     }
 
     /// Only a torn prefix (eADR): one store's units, ascending and distinct by address, so the
@@ -469,7 +474,7 @@ impl View {
                 (u.addr, u.value)
             })
             .collect();
-        Self { base: Arc::clone(&state.base), units, hash }
+        Self { base: Arc::clone(&state.base), units, hash, over_state_base: true }
     }
 
     /// Any choice, non-temporal and torn units included: same-address units apply in program
@@ -494,7 +499,7 @@ impl View {
             let old = read_word(&*state.base, addr);
             hash = hash.wrapping_sub(word_hash(addr, old)).wrapping_add(word_hash(addr, value));
         }
-        Self { base: Arc::clone(&state.base), units, hash }
+        Self { base: Arc::clone(&state.base), units, hash, over_state_base: true }
     }
 
     /// Whether two views show the same image the same way (their deltas and hashes agree).
@@ -541,7 +546,7 @@ impl Backing for View {
         self.base.size_bytes()
     }
     fn view_delta(&self) -> Option<&[(u64, u64)]> {
-        Some(&self.units)
+        self.over_state_base.then_some(&self.units[..])
     }
     fn read_at(&self, addr: u64, buf: &mut [u8]) {
         self.base.read_at(addr, buf);
@@ -599,7 +604,8 @@ fn splitmix(mut z: u64) -> u64 {
 
 #[derive(Clone, Debug, Default)]
 struct LineState {
-    pending: Vec<super::Unit>,
+    /// Shared with the crash states built since the line last changed: copied on write.
+    pending: Arc<Vec<super::Unit>>,
     /// How many of `pending` (a prefix) a clwb/clflushopt has covered; they become durable at
     /// the next fence.
     flushed: usize,
@@ -623,6 +629,15 @@ pub struct Tracker<'t> {
     /// crash state's count is a product over lines, computed from this in O(longest line).
     lengths: Vec<u64>,
     nt: Vec<Unit>,
+    /// Under ADR, if asked for ([`Tracker::keep_latest`]): the image with every store so far
+    /// applied, as the program saw it, and its hash (on the scale of `durable_hash`).
+    latest: Option<(SparseImage, u128)>,
+}
+
+/// Writes `value` at `addr` of `image`, keeping `hash` (the image's hash) up to date.
+fn apply(image: &mut SparseImage, hash: &mut u128, addr: u64, value: u64) {
+    let old = image.swap_u64(addr, value);
+    *hash = hash.wrapping_sub(word_hash(addr, old)).wrapping_add(word_hash(addr, value));
 }
 
 /// Moves one line from pending length `from` to `to` in `lengths` (0: no pending units).
@@ -677,6 +692,49 @@ impl<'t> Tracker<'t> {
             flushed_lines: Vec::new(),
             lengths: Vec::new(),
             nt: Vec::new(),
+            latest: None,
+        }
+    }
+
+    /// Keeps the latest image (every store applied) from here on, for
+    /// [`Self::all_persisted`]. Under ADR only, before the first step; otherwise a no-op.
+    pub fn keep_latest(&mut self) {
+        assert_eq!(self.pos, 0, "keep_latest before the walk begins");
+        if self.model == PersistenceModel::Adr {
+            self.latest = Some((self.durable.clone(), self.durable_hash));
+        }
+    }
+
+    /// The crash state's image with every pending unit persisted (the view of
+    /// [`CrashState::choice_all`]), in O(pages written) rather than O(pending units): the latest
+    /// image itself, since under ADR nothing pending is older than the durable value at its
+    /// address. `None` unless [`Self::keep_latest`] was called. Its
+    /// [`Backing::view_delta`] is `None` (its base is not the state's durable base); a debug
+    /// build compares it with the view built from the state.
+    pub fn all_persisted(&self) -> Option<View> {
+        let (latest, hash) = self.latest.as_ref()?;
+        let view =
+            View { base: Arc::new(latest.clone()), units: Vec::new(), hash: *hash, over_state_base: false };
+        #[cfg(debug_assertions)]
+        {
+            let state = self.crash_state();
+            let plain = View::of_valid(&state, &state.choice_all());
+            assert_eq!(plain.hash, view.hash, "the latest image's hash at crash point {}", self.pos);
+            for &(addr, value) in &plain.units {
+                assert_eq!(
+                    read_word(&view, addr),
+                    value,
+                    "the latest image at {addr:#x}, crash point {}",
+                    self.pos
+                );
+            }
+        }
+        Some(view)
+    }
+
+    fn apply_latest(&mut self, addr: u64, value: u64) {
+        if let Some((latest, hash)) = &mut self.latest {
+            apply(latest, hash, addr, value);
         }
     }
 
@@ -702,7 +760,7 @@ impl<'t> Tracker<'t> {
             .lines
             .iter()
             .filter(|(_, l)| !l.pending.is_empty())
-            .map(|(&line, l)| PendingLine { line, units: l.pending.clone() })
+            .map(|(&line, l)| PendingLine { line, units: Arc::clone(&l.pending) })
             .collect();
         CrashState {
             point: CrashPoint(self.pos),
@@ -801,11 +859,16 @@ impl<'t> Tracker<'t> {
                 let mut units = self.trace.store_units(&event).peekable();
                 while let Some((addr, value)) = units.next() {
                     let line = addr & !(LINE_BYTES - 1);
-                    let pending = &mut self.lines.entry(line).or_default().pending;
+                    let pending = Arc::make_mut(&mut self.lines.entry(line).or_default().pending);
                     let before = pending.len();
                     pending.push(Unit { addr, value, seq });
                     while let Some((addr, value)) = units.next_if(|(a, _)| a & !(LINE_BYTES - 1) == line) {
                         pending.push(Unit { addr, value, seq });
+                    }
+                    if let Some((latest, hash)) = &mut self.latest {
+                        for u in &pending[before..] {
+                            apply(latest, hash, u.addr, u.value);
+                        }
                     }
                     relength(&mut self.lengths, before, pending.len());
                 }
@@ -813,6 +876,9 @@ impl<'t> Tracker<'t> {
             (_, Op::StoreNt { .. }) => {
                 let units: Vec<Unit> =
                     self.trace.store_units(&event).map(|(addr, value)| Unit { addr, value, seq }).collect();
+                for u in &units {
+                    self.apply_latest(u.addr, u.value);
+                }
                 self.nt.extend(units);
             }
             (_, Op::Flush { addr, len, kind }) => self.flush(addr, len, kind),
@@ -835,7 +901,7 @@ impl<'t> Tracker<'t> {
                     let units = std::mem::take(&mut state.pending);
                     relength(&mut self.lengths, units.len(), 0);
                     self.lines.remove(&line);
-                    for u in units {
+                    for &u in units.iter() {
                         self.make_durable(u);
                     }
                 }
@@ -858,7 +924,7 @@ impl<'t> Tracker<'t> {
             let Some(l) = self.lines.get_mut(&line) else { continue };
             let n = l.flushed.max(evicted.get(&line).copied().unwrap_or(0));
             let before = l.pending.len();
-            durable.extend(l.pending.drain(..n));
+            durable.extend(Arc::make_mut(&mut l.pending).drain(..n));
             l.flushed = 0;
             relength(&mut self.lengths, before, l.pending.len());
             if l.pending.is_empty() {
@@ -898,9 +964,7 @@ impl<'t> Tracker<'t> {
     }
 
     fn write_durable(&mut self, u: Unit) {
-        let old = self.durable.swap_u64(u.addr, u.value);
-        self.durable_hash =
-            self.durable_hash.wrapping_sub(word_hash(u.addr, old)).wrapping_add(word_hash(u.addr, u.value));
+        apply(&mut self.durable, &mut self.durable_hash, u.addr, u.value);
     }
 
     /// Stores to one address reach media in program order: once `u` is durable, a pending unit
@@ -915,10 +979,10 @@ impl<'t> Tracker<'t> {
         self.nt.retain(|p| !older(p));
         let mut dropped = self.nt.len() != nt_before;
         let line = u.addr & !(LINE_BYTES - 1);
-        if let Some(state) = self.lines.get_mut(&line) {
+        if let Some(state) = self.lines.get_mut(&line).filter(|state| state.pending.iter().any(older)) {
             let flushed_dropped = state.pending[..state.flushed].iter().filter(|p| older(p)).count();
             let before = state.pending.len();
-            state.pending.retain(|p| !older(p));
+            Arc::make_mut(&mut state.pending).retain(|p| !older(p));
             state.flushed -= flushed_dropped;
             relength(&mut self.lengths, before, state.pending.len());
             dropped |= state.pending.len() != before;

@@ -43,7 +43,6 @@ impl<T: Target> Explorer<'_, '_, T> {
     /// Explores one crash point lazily. `space` is its number of crash states.
     pub(super) fn explore_point_lazy(&mut self, state: &CrashState, space: u128) {
         let expectations = self.target.expectations_at(self.record, state.point);
-        let cells = Cells::new(state);
         let key = (point_hash(state), expectations);
         if let Some(&first) = self.seen_points.get(&key) {
             self.report.duplicate_points.push((state.point.0, first));
@@ -55,6 +54,7 @@ impl<T: Target> Explorer<'_, '_, T> {
             return;
         }
         self.seen_points.insert(key, state.point.0);
+        let cells = Cells::new(state);
         let mut recovery_rng = rng_from_seed(stream(self.seed, state.point, 1));
         let cap = self.cfg.recoveries_per_point;
         // Each entry lists the cells it does not leave free (a handful): a point can have tens
@@ -287,7 +287,7 @@ fn point_hash(state: &CrashState) -> u128 {
     for l in &state.lines {
         mix(l.line);
         mix(l.units.len() as u64);
-        for u in &l.units {
+        for u in l.units.iter() {
             mix(u.addr);
             mix(u.value);
         }
