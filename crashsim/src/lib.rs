@@ -871,6 +871,22 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Tells glibc's allocator to keep the memory a crash point frees for the next one. Each crash
+/// point builds and drops buffers of a few MiB (pending units, cells, views); by default glibc
+/// maps those afresh and hands them back to the kernel when freed, so every point paid for page
+/// faults on fresh memory (a quarter of a heavy workload's time, measured). Peak memory does
+/// not change: the kept memory is what the last point used.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator's thresholds, under the allocator's own lock.
+    unsafe {
+        // Allocations up to 32 MiB (glibc's largest mmap threshold) come from the heap, and
+        // the heap is trimmed only when 256 MiB at its top are free.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -902,19 +918,3 @@ mod tests {
 #[doc = include_str!("../../docs/guide.md")]
 #[derive(Debug)]
 pub struct GuideDoctests;
-
-/// Tells glibc's allocator to keep the memory a crash point frees for the next one. Each crash
-/// point builds and drops buffers of a few MiB (pending units, cells, views); by default glibc
-/// maps those afresh and hands them back to the kernel when freed, so every point paid for page
-/// faults on fresh memory (a quarter of a heavy workload's time, measured). Peak memory does
-/// not change: the kept memory is what the last point used.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only tunes the allocator's thresholds, under the allocator's own lock.
-    unsafe {
-        // Allocations up to 32 MiB (glibc's largest mmap threshold) come from the heap, and
-        // the heap is trimmed only when 256 MiB at its top are free.
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
-    }
-}
