@@ -243,6 +243,8 @@ impl<T: Target> Explorer<'_, '_, T> {
             if self.stopped() {
                 return Ok(());
             }
+            // Dropped before the tracker writes again (see `explore_media_faults`).
+            self.all_persisted = None;
             tracker.advance_to(point);
             let states = tracker.choice_count();
             self.report.coverage.add_point_space(states);
@@ -326,6 +328,9 @@ impl<T: Target> Explorer<'_, '_, T> {
     /// run stored in a checksummed range. Only integrity oracles judge them: damage may
     /// legitimately lose acknowledged data, but must never be applied as if it were valid.
     fn explore_media_faults(&mut self, state: &CrashState, expectations: u64) {
+        // Taken first: a snapshot of the tracker's image kept past this point would make the
+        // tracker copy every page it writes next.
+        let mut all: Option<View> = self.all_persisted.take();
         let stored = self.fault_words.partition_point(|&(seq, _)| seq < state.point.0);
         if stored == 0 {
             return;
@@ -334,7 +339,6 @@ impl<T: Target> Explorer<'_, '_, T> {
         // Every fault damages the same image, everything pending persisted: built once (or
         // taken from the tracker).
         let choice = state.choice_all();
-        let mut all: Option<View> = self.all_persisted.take();
         for _ in 0..self.cfg.media_faults_per_point {
             if self.full() {
                 break;

@@ -433,17 +433,23 @@ pub fn run_with<T: Target>(
         probe.push(stop_after);
         probe.sort_unstable();
     }
-    let flagged: Vec<u64> = if probe.len() > 1 {
+    // The probe also counts each seed's crash points: the seeds are then explored most points
+    // first, so that a long seed does not start last and leave the other workers idle.
+    let probed: Vec<(u64, Probe)> = if probe.len() > 1 {
+        let granularity = cfg.crash.granularity;
         pool.install(|| {
             probe
                 .par_iter()
                 .copied()
-                .filter(|&s| !cancel.load(Ordering::SeqCst) && run_time_flags(target, s))
+                .filter(|_| !cancel.load(Ordering::SeqCst))
+                .map(|s| (s, run_time_probe(target, s, granularity)))
                 .collect()
         })
     } else {
         Vec::new()
     };
+    let flagged: Vec<u64> = probed.iter().filter(|(_, p)| p.flagged).map(|&(s, _)| s).collect();
+    let points: std::collections::BTreeMap<u64, usize> = probed.iter().map(|&(s, p)| (s, p.points)).collect();
     let first_flagged = flagged.first().copied();
     let explore_now: Vec<u64> = match first_flagged {
         Some(first) if cfg.fail_fast => vec![first],
@@ -459,9 +465,8 @@ pub fn run_with<T: Target>(
             shared.stop_before.store(stop, Ordering::SeqCst);
         }
     }
-    fresh.extend(
-        pool.install(|| todo.par_iter().map(|&seed| one_seed(target, &shared, seed)).collect::<Vec<_>>()),
-    );
+    todo.sort_by_key(|s| std::cmp::Reverse(points.get(s).copied().unwrap_or(0)));
+    fresh.extend(in_queue_order(&pool, &todo, |seed| one_seed(target, &shared, seed)));
     let stop_after = shared.stop_after.load(Ordering::SeqCst);
     let interrupted = shared.cancelled.load(Ordering::SeqCst) > 0;
     let budget_exhausted = shared.late.load(Ordering::SeqCst) > 0;
@@ -489,11 +494,50 @@ pub fn shard_seeds(range: SeedRange, partition: Option<Partition>) -> impl Itera
     (range.start..range.end).filter(move |s| partition.is_none_or(|p| (s - range.start) % p.count == p.index))
 }
 
-/// Whether the run-time oracles flag seed `seed` (a seed that cannot run counts: exploring it
-/// reports the error).
-fn run_time_flags<T: Target>(target: &T, seed: u64) -> bool {
-    let Ok(workload) = crate::crash::workload_for_seed(target, seed) else { return true };
-    crate::crash::replay_run(target, &workload).map_or(true, |r| !r.run_violations.is_empty())
+/// What the first pass learns of a seed by running it.
+#[derive(Clone, Copy, Debug)]
+struct Probe {
+    /// The run-time oracles flag it (a seed that cannot run counts: exploring it reports the
+    /// error).
+    flagged: bool,
+    /// Its crash points at the sweep's granularity: the order of exploration.
+    points: usize,
+}
+
+fn run_time_probe<T: Target>(target: &T, seed: u64, granularity: crate::pmem::Granularity) -> Probe {
+    let Ok(workload) = crate::crash::workload_for_seed(target, seed) else {
+        return Probe { flagged: true, points: 0 };
+    };
+    match crate::crash::replay_run(target, &workload) {
+        Ok(r) => Probe {
+            flagged: !r.run_violations.is_empty(),
+            points: crate::pmem::crash_points(&r.trace, granularity).len(),
+        },
+        Err(_) => Probe { flagged: true, points: 0 },
+    }
+}
+
+/// `f` of every item, on `pool`'s workers, each taking the next item in order as it comes free
+/// (a queue, where rayon's splitting would hand each worker a fixed half to begin with); the
+/// results in item order.
+fn in_queue_order<R: Send>(pool: &rayon::ThreadPool, items: &[u64], f: impl Fn(u64) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(Vec::with_capacity(items.len()));
+    pool.scope(|scope| {
+        for _ in 0..pool.current_num_threads() {
+            scope.spawn(|_| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&item) = items.get(i) else { break };
+                    let r = f(item);
+                    done.lock().unwrap_or_else(|p| p.into_inner()).push((i, r));
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
+    done.sort_by_key(|&(i, _)| i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 fn one_seed<T: Target>(target: &T, shared: &Shared<'_>, seed: u64) -> SeedOutcome {
