@@ -433,8 +433,9 @@ pub fn run_with<T: Target>(
         probe.push(stop_after);
         probe.sort_unstable();
     }
-    // The probe also counts each seed's crash points: the seeds are then explored most points
-    // first, so that a long seed does not start last and leave the other workers idle.
+    // The probe also counts each seed's crash points: without --fail-fast the seeds are then
+    // explored most points first, so that a long seed does not start last and leave the other
+    // workers idle.
     let probed: Vec<(u64, Probe)> = if probe.len() > 1 {
         let granularity = cfg.crash.granularity;
         pool.install(|| {
@@ -465,8 +466,16 @@ pub fn run_with<T: Target>(
             shared.stop_before.store(stop, Ordering::SeqCst);
         }
     }
-    todo.sort_by_key(|s| std::cmp::Reverse(points.get(s).copied().unwrap_or(0)));
-    fresh.extend(in_queue_order(&pool, &todo, |seed| one_seed(target, &shared, seed)));
+    if cfg.fail_fast {
+        // Seed order, split between the workers as rayon does: the smallest failing seed is
+        // what ends the sweep, and a long seed explored first would only delay finding it.
+        fresh.extend(
+            pool.install(|| todo.par_iter().map(|&seed| one_seed(target, &shared, seed)).collect::<Vec<_>>()),
+        );
+    } else {
+        todo.sort_by_key(|s| std::cmp::Reverse(points.get(s).copied().unwrap_or(0)));
+        fresh.extend(in_queue_order(&pool, &todo, |seed| one_seed(target, &shared, seed)));
+    }
     let stop_after = shared.stop_after.load(Ordering::SeqCst);
     let interrupted = shared.cancelled.load(Ordering::SeqCst) > 0;
     let budget_exhausted = shared.late.load(Ordering::SeqCst) > 0;
