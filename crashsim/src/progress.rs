@@ -210,6 +210,7 @@ mod tests {
             crash_states: 345_678,
             elapsed: Duration::from_secs(65),
             slowest: Some((17, Duration::from_secs(42))),
+            points: None,
         };
         assert_eq!(
             progress_line(&p),

@@ -458,6 +458,10 @@ pub fn run_with<T: Target>(
     };
     todo.retain(|s| !explore_now.contains(s));
     let explore_now: Vec<u64> = explore_now.into_iter().filter(|s| !finished.contains(s)).collect();
+    if !points.is_empty() {
+        let count = |s: &u64| points.get(s).map_or(0, |&p| p as u64);
+        monitor.expect_points(todo.iter().chain(&explore_now).map(count).sum());
+    }
     let mut fresh: Vec<SeedOutcome> =
         pool.install(|| explore_now.par_iter().map(|&seed| one_seed(target, &shared, seed)).collect());
     if cfg.fail_fast {
@@ -604,11 +608,11 @@ fn one_seed<T: Target>(target: &T, shared: &Shared<'_>, seed: u64) -> SeedOutcom
     if failing > 0 {
         shared.stop_after.fetch_min(seed, Ordering::SeqCst);
     }
-    let states = match &outcome {
-        SeedOutcome::Explored(_, r) => r.crash_states,
-        _ => 0,
+    let (states, points) = match &outcome {
+        SeedOutcome::Explored(_, r) => (r.crash_states, r.coverage.points),
+        _ => (0, 0),
     };
-    shared.monitor.seed_ended(seed, Some((states, failing)));
+    shared.monitor.seed_ended(seed, Some((states, failing, points)));
     (shared.progress)(shared.monitor.snapshot());
     outcome
 }

@@ -27,6 +27,9 @@ pub struct Progress {
     pub elapsed: Duration,
     /// The seed in flight that has been running longest, and for how long.
     pub slowest: Option<(u64, Duration)>,
+    /// Crash points of the seeds this run finished, and of all it has to explore, once the
+    /// first pass has counted them: seeds differ in cost by a thousandfold, points much less.
+    pub points: Option<(u64, u64)>,
 }
 
 impl Progress {
@@ -36,10 +39,15 @@ impl Progress {
         if secs > 0.0 { self.crash_states as f64 / secs } else { 0.0 }
     }
 
-    /// Time left at this run's pace so far (`None` before its first seed finished).
+    /// Time left at this run's pace so far (`None` before its first seed finished): by crash
+    /// points when they are counted (a sweep explores its longest seeds first, so a pace in
+    /// seeds would be far too slow early on), else by seeds.
     pub fn eta(&self) -> Option<Duration> {
         if self.seeds_done_now == 0 {
             return None;
+        }
+        if let Some((done, total)) = self.points.filter(|&(done, _)| done > 0) {
+            return Some(self.elapsed.mul_f64(total.saturating_sub(done) as f64 / done as f64));
         }
         let left = self.seeds_total.saturating_sub(self.seeds_done);
         Some(self.elapsed.mul_f64(left as f64 / self.seeds_done_now as f64))
@@ -55,6 +63,9 @@ pub struct Monitor {
     seeds_done_now: AtomicU64,
     violations: AtomicU64,
     crash_states: AtomicU64,
+    /// Crash points of the seeds this run will explore (0: not counted).
+    points_total: AtomicU64,
+    points_done: AtomicU64,
     /// Seeds being explored, by seed, with their start time.
     in_flight: Mutex<BTreeMap<u64, Instant>>,
 }
@@ -76,6 +87,8 @@ impl Monitor {
             seeds_done_now: AtomicU64::new(0),
             violations: AtomicU64::new(0),
             crash_states: AtomicU64::new(0),
+            points_total: AtomicU64::new(0),
+            points_done: AtomicU64::new(0),
             in_flight: Mutex::new(BTreeMap::new()),
         }
     }
@@ -99,6 +112,10 @@ impl Monitor {
             crash_states: self.crash_states.load(Ordering::SeqCst),
             elapsed: now.saturating_duration_since(started),
             slowest,
+            points: match self.points_total.load(Ordering::SeqCst) {
+                0 => None,
+                total => Some((self.points_done.load(Ordering::SeqCst), total)),
+            },
         }
     }
 
@@ -109,16 +126,23 @@ impl Monitor {
         self.violations.store(violations_resumed, Ordering::SeqCst);
     }
 
+    /// The first pass counted the crash points of the seeds left to explore.
+    pub(super) fn expect_points(&self, total: u64) {
+        self.points_total.store(total, Ordering::SeqCst);
+    }
+
     pub(super) fn seed_started(&self, seed: u64) -> Instant {
         let now = Instant::now();
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(seed, now);
         now
     }
 
-    /// A seed left the workers: finished (`Some((crash states, violations))`) or abandoned.
-    pub(super) fn seed_ended(&self, seed: u64, finished: Option<(u64, u64)>) {
+    /// A seed left the workers: finished (`Some((crash states, violations, crash points))`)
+    /// or abandoned.
+    pub(super) fn seed_ended(&self, seed: u64, finished: Option<(u64, u64, u64)>) {
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&seed);
-        if let Some((states, violations)) = finished {
+        if let Some((states, violations, points)) = finished {
+            self.points_done.fetch_add(points, Ordering::SeqCst);
             self.crash_states.fetch_add(states, Ordering::SeqCst);
             self.violations.fetch_add(violations, Ordering::SeqCst);
             self.seeds_done_now.fetch_add(1, Ordering::SeqCst);
@@ -140,11 +164,18 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         m.seed_started(3);
         assert_eq!(m.snapshot().slowest.map(|s| s.0), Some(7));
-        m.seed_ended(7, Some((100, 2)));
+        m.seed_ended(7, Some((100, 2, 40)));
         let p = m.snapshot();
         assert_eq!((p.seeds_done, p.seeds_done_now, p.crash_states, p.violations), (3, 1, 100, 3));
         assert_eq!(p.slowest.map(|s| s.0), Some(3));
         assert!(p.eta().is_some() && p.states_per_s() > 0.0);
+        assert_eq!(p.points, None, "points not counted");
+        // Counted points set the pace: 40 of 50 done leaves a quarter of the time so far.
+        m.expect_points(50);
+        let p = m.snapshot();
+        assert_eq!(p.points, Some((40, 50)));
+        let (eta, elapsed) = (p.eta().unwrap().as_secs_f64(), p.elapsed.as_secs_f64());
+        assert!((eta - elapsed / 4.0).abs() < 1e-6, "{eta} for {elapsed} elapsed");
         m.seed_ended(3, None);
         assert_eq!((m.snapshot().seeds_done, m.snapshot().slowest), (3, None));
     }
