@@ -126,6 +126,58 @@ type Page = [u8; PAGE_BYTES as usize];
 const CHUNK_PAGES: u64 = 64;
 type Chunk = [Option<Arc<Page>>; CHUNK_PAGES as usize];
 
+/// Who holds the bytes of one page of a [`SparseImage`]: its own copy, or the content below.
+/// Equal sources (the same holder, compared by address) hold equal bytes: a page is shared
+/// behind an `Arc` and copied before any write while shared, the content below never changes,
+/// and a source keeps its holder alive, so the address cannot be reused for other bytes while
+/// the source exists. Unequal sources say nothing.
+#[derive(Clone)]
+pub enum PageSource {
+    /// The overlay's own copy of the page.
+    Own(Arc<Page>),
+    /// Not written in the overlay: the bytes of `lower` at the page.
+    Lower(Arc<dyn Backing>),
+}
+
+impl PageSource {
+    fn ptr(&self) -> (u8, usize) {
+        match self {
+            Self::Own(p) => (0, Arc::as_ptr(p) as *const u8 as usize),
+            Self::Lower(l) => (1, Arc::as_ptr(l) as *const u8 as usize),
+        }
+    }
+}
+
+impl PartialEq for PageSource {
+    fn eq(&self, other: &Self) -> bool {
+        self.ptr() == other.ptr()
+    }
+}
+
+impl Eq for PageSource {}
+
+impl PartialOrd for PageSource {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// By address: an order for lookups only, never for anything a result shows.
+impl Ord for PageSource {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.ptr().cmp(&other.ptr())
+    }
+}
+
+impl std::fmt::Debug for PageSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Own(_) => f.write_str("PageSource::Own"),
+            Self::Lower(_) => f.write_str("PageSource::Lower"),
+        }
+    }
+}
+
 /// A copy-on-write overlay of whole pages over a lower [`Backing`]. Cloning is O(chunks
 /// written) ≤ O(pages written), never O(device size): chunks and pages are shared until one
 /// side writes them.
@@ -196,6 +248,33 @@ impl SparseImage {
         }
     }
 
+    /// Writes each `(address, value)` of `words` (8-aligned) in order, as [`Self::swap_u64`]
+    /// would, and calls `replaced(address, old, new)` for each: one page lookup per run of
+    /// words on one page, not one per word.
+    pub fn swap_words(
+        &mut self,
+        words: impl Iterator<Item = (u64, u64)>,
+        mut replaced: impl FnMut(u64, u64, u64),
+    ) {
+        let mut words = words.peekable();
+        while let Some((addr, value)) = words.next() {
+            debug_assert_eq!(addr % 8, 0, "an aligned word");
+            let index = addr / PAGE_BYTES;
+            let page = self.page_mut(index);
+            let mut swap = |addr: u64, value: u64| {
+                let off = (addr % PAGE_BYTES) as usize;
+                let word = &mut page[off..off + 8];
+                let old = u64::from_le_bytes((&*word).try_into().expect("8 bytes"));
+                word.copy_from_slice(&value.to_le_bytes());
+                replaced(addr, old, value);
+            };
+            swap(addr, value);
+            while let Some((addr, value)) = words.next_if(|&(a, _)| a / PAGE_BYTES == index) {
+                swap(addr, value);
+            }
+        }
+    }
+
     /// Writes the little-endian word `value` at `addr` and returns the word it replaced.
     pub fn swap_u64(&mut self, addr: u64, value: u64) -> u64 {
         let index = addr / PAGE_BYTES;
@@ -210,6 +289,15 @@ impl SparseImage {
             self.read_at(addr, &mut old);
             self.write_at(addr, &value.to_le_bytes());
             u64::from_le_bytes(old)
+        }
+    }
+
+    /// Who holds the bytes of page `index` (see [`PageSource`]).
+    pub fn page_source(&self, index: u64) -> PageSource {
+        let chunk = self.chunks.get(&(index / CHUNK_PAGES));
+        match chunk.and_then(|c| c[(index % CHUNK_PAGES) as usize].as_ref()) {
+            Some(page) => PageSource::Own(Arc::clone(page)),
+            None => PageSource::Lower(Arc::clone(&self.lower)),
         }
     }
 
@@ -251,12 +339,13 @@ fn empty_chunk() -> Chunk {
 
 /// Page `index` of `lower` (zero past the device end).
 fn copy_page(lower: &dyn Backing, size_bytes: u64, index: u64) -> Arc<Page> {
-    let mut p = Box::new([0u8; PAGE_BYTES as usize]);
+    let mut page = Arc::new([0u8; PAGE_BYTES as usize]);
+    let p = Arc::get_mut(&mut page).expect("a page just made has no other owner");
     let start = index * PAGE_BYTES;
     let len = (size_bytes - start).min(PAGE_BYTES) as usize;
     // Blind: what reads the copy later is noted then, and only for the bytes it reads.
     lower.read_blind(start, &mut p[..len]);
-    Arc::from(p)
+    page
 }
 
 impl Backing for SparseImage {

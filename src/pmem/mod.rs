@@ -16,10 +16,10 @@ mod trace;
 
 pub use cells::{Cells, LineWords, Slot, TrackedView};
 pub use device::{Device, TRACE_EVENTS_MAX_DEFAULT};
-pub use media::{Background, Backing, PAGE_BYTES, SparseImage};
+pub use media::{Background, Backing, PAGE_BYTES, PageSource, SparseImage};
 pub use persist::{
-    Choice, CrashPoint, CrashState, Granularity, MediaFault, NtDep, PendingLine, Tracker, Unit, View,
-    crash_points,
+    Choice, CrashPoint, CrashState, Granularity, LineUnits, MediaFault, NtDep, PendingLine, Tracker, Unit,
+    View, crash_points,
 };
 pub use trace::{Event, Op, Trace, TraceStep};
 

@@ -75,7 +75,69 @@ pub struct PendingLine {
     /// Its pending units, in program order; one address may appear more than once. Shared
     /// with the walk that made the state (and with the states of later crash points, until the
     /// line changes).
-    pub units: Arc<Vec<Unit>>,
+    pub units: Arc<LineUnits>,
+}
+
+/// A line's pending units in program order, with a digest of them taken once, when first asked
+/// for, and forgotten by every change: a crash point's hash costs one step per pending line
+/// that did not change since an earlier point, not one per unit.
+#[derive(Debug, Default)]
+pub struct LineUnits {
+    units: Vec<Unit>,
+    digest: std::sync::OnceLock<u128>,
+}
+
+impl LineUnits {
+    /// A digest of the units (addresses, values and count; not their program-order stamps).
+    pub fn digest(&self) -> u128 {
+        let d = *self.digest.get_or_init(|| digest_units(&self.units));
+        debug_assert_eq!(d, digest_units(&self.units), "a stale digest of a line's pending units");
+        d
+    }
+}
+
+fn digest_units(units: &[Unit]) -> u128 {
+    let mut h = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58du128 ^ units.len() as u128;
+    for u in units {
+        h = (h ^ u128::from(u.addr)).wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+        h = (h ^ u128::from(u.value)).wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+    }
+    h
+}
+
+impl Clone for LineUnits {
+    fn clone(&self) -> Self {
+        Self { units: self.units.clone(), digest: self.digest.clone() }
+    }
+}
+
+impl PartialEq for LineUnits {
+    fn eq(&self, other: &Self) -> bool {
+        self.units == other.units
+    }
+}
+
+impl Eq for LineUnits {}
+
+impl std::ops::Deref for LineUnits {
+    type Target = Vec<Unit>;
+    fn deref(&self) -> &Vec<Unit> {
+        &self.units
+    }
+}
+
+impl std::ops::DerefMut for LineUnits {
+    /// Any change may make the digest stale: it is forgotten.
+    fn deref_mut(&mut self) -> &mut Vec<Unit> {
+        self.digest = std::sync::OnceLock::new();
+        &mut self.units
+    }
+}
+
+impl From<Vec<Unit>> for LineUnits {
+    fn from(units: Vec<Unit>) -> Self {
+        Self { units, digest: std::sync::OnceLock::new() }
+    }
 }
 
 /// Pending NT unit that waits on a line: it may persist only if that line persisted at least
@@ -366,6 +428,10 @@ pub(super) fn pow2(n: usize) -> u128 {
 /// Valid (prefix, NT subset) pairs of one line with `units` pending units and the NT units
 /// `deps` waiting on it: at prefix p, exactly the NT units waiting on at most p are free.
 pub(super) fn line_group_count(units: usize, deps: &[(u32, usize)]) -> u128 {
+    if deps.is_empty() {
+        // One choice per prefix (the common case: no NT unit waits on the line).
+        return units as u128 + 1;
+    }
     (0..=units as u32)
         .fold(0u128, |n, p| n.saturating_add(pow2(deps.partition_point(|&(need, _)| need <= p))))
 }
@@ -502,6 +568,11 @@ impl View {
         Self { base: Arc::clone(&state.base), units, hash, over_state_base: true }
     }
 
+    /// Whether the view is `state`'s durable base plus some of its pending units.
+    pub(super) fn over_base_of(&self, state: &CrashState) -> bool {
+        self.over_state_base && Arc::ptr_eq(&self.base, &state.base)
+    }
+
     /// Whether two views show the same image the same way (their deltas and hashes agree).
     pub(super) fn same_as(&self, other: &View) -> bool {
         Arc::ptr_eq(&self.base, &other.base) && self.units == other.units && self.hash == other.hash
@@ -605,7 +676,7 @@ fn splitmix(mut z: u64) -> u64 {
 #[derive(Clone, Debug, Default)]
 struct LineState {
     /// Shared with the crash states built since the line last changed: copied on write.
-    pending: Arc<Vec<super::Unit>>,
+    pending: Arc<LineUnits>,
     /// How many of `pending` (a prefix) a clwb/clflushopt has covered; they become durable at
     /// the next fence.
     flushed: usize,
@@ -937,8 +1008,11 @@ impl<'t> Tracker<'t> {
         // Nothing pending is superseded: every NT unit is in `durable`, and a line keeps only
         // units stored after everything it wrote back (a prefix in program order, or all
         // units before an NT store to it).
+        let hash = &mut self.durable_hash;
+        self.durable.swap_words(durable.iter().map(|u| (u.addr, u.value)), |addr, old, new| {
+            *hash = hash.wrapping_sub(word_hash(addr, old)).wrapping_add(word_hash(addr, new));
+        });
         for u in durable {
-            self.write_durable(u);
             debug_assert!(!self.drop_superseded(u), "a fence left a unit older than {u:?} pending");
         }
     }

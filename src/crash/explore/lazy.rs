@@ -28,8 +28,34 @@ use super::{Explorer, stream};
 struct Memo {
     key: u128,
     begun: bool,
-    touched: Vec<(u32, Slot)>,
+    touched: Vec<Touched>,
     verdict: Vec<Violation>,
+}
+
+/// Cells a memoised verdict read, and their slots then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Touched {
+    /// Cells `lo..hi`, every one free (and unread).
+    Free(u32, u32),
+    /// One cell that was not free, and its slot.
+    Cell(u32, Slot),
+}
+
+/// The dense slot array of a crash point's current leaf, with one bit per cell that is not free.
+struct Dense {
+    slots: Vec<Slot>,
+    pinned: Vec<u64>,
+}
+
+impl Dense {
+    fn set(&mut self, c: u32, slot: Slot) {
+        self.slots[c as usize] = slot;
+        let bit = 1u64 << (c % 64);
+        match slot {
+            Slot::Free => self.pinned[c as usize / 64] &= !bit,
+            _ => self.pinned[c as usize / 64] |= bit,
+        }
+    }
 }
 
 /// What one run of the lazy enumeration found.
@@ -61,7 +87,8 @@ impl<T: Target> Explorer<'_, '_, T> {
         // of thousands of cells, so the one dense slot array is reset, not copied.
         let mut stack: Vec<Vec<(u32, Slot)>> = cells.roots();
         stack.reverse();
-        let mut slots = vec![Slot::Free; cells.len()];
+        let mut dense =
+            Dense { slots: vec![Slot::Free; cells.len()], pinned: vec![0; cells.len().div_ceil(64)] };
         let mut runs = 0usize;
         let mut covered: u128 = 0;
         let mut memo: Vec<Memo> = Vec::new();
@@ -83,12 +110,12 @@ impl<T: Target> Explorer<'_, '_, T> {
             let sample = runs < self.cfg.recovery_crash.states_per_point;
             runs += 1;
             for &(c, slot) in &assigned {
-                slots[c as usize] = slot;
+                dense.set(c, slot);
             }
             let leaf = self.run_leaf(
                 state,
                 &cells,
-                (&assigned, &slots),
+                (&assigned, &dense),
                 &mut memo,
                 sample.then_some(&mut recovery_rng),
             );
@@ -104,14 +131,14 @@ impl<T: Target> Explorer<'_, '_, T> {
                     children.push(child);
                 }
                 set(&mut fixed, cell, before, Cells::settled(before));
-                slots[cell as usize] = Cells::settled(before);
+                dense.set(cell, Cells::settled(before));
             }
             // `fixed` is now the leaf's own assignment: every cell the run read is fixed.
             stack.extend(children.into_iter().rev());
             let leaf_covered = cells.covered(&fixed);
             debug_assert_eq!(
                 leaf_covered,
-                cells.covered_dense(&slots),
+                cells.covered_dense(&dense.slots),
                 "sparse and dense coverage of a leaf"
             );
             covered = covered.saturating_add(leaf_covered);
@@ -119,14 +146,17 @@ impl<T: Target> Explorer<'_, '_, T> {
             self.report.unique_states += 1;
             for mut v in leaf.violations {
                 if self.only.is_none_or(|c| v.class == c) {
-                    self.witness(state, &cells, &slots, &mut v);
+                    self.witness(state, &cells, &dense.slots, &mut v);
                     self.report.violations.push(v);
                 }
             }
             for &(c, _) in &fixed {
-                slots[c as usize] = Slot::Free;
+                dense.set(c, Slot::Free);
             }
-            debug_assert!(slots.iter().all(|&s| s == Slot::Free), "the slot array is reset after each leaf");
+            debug_assert!(
+                dense.slots.iter().all(|&s| s == Slot::Free) && dense.pinned.iter().all(|&w| w == 0),
+                "the slot array is reset after each leaf"
+            );
         }
         debug_assert!(
             !stack.is_empty() || covered == space || space == u128::MAX,
@@ -151,10 +181,11 @@ impl<T: Target> Explorer<'_, '_, T> {
         &mut self,
         state: &CrashState,
         cells: &Cells,
-        (assigned, slots): (&[(u32, Slot)], &[Slot]),
+        (assigned, dense): (&[(u32, Slot)], &Dense),
         memo: &mut Vec<Memo>,
         recovery_rng: Option<&mut crate::rng::SimRng>,
     ) -> Leaf {
+        let (slots, pinned) = (&dense.slots[..], &dense.pinned[..]);
         let tracked = Arc::new(
             cells.tracked_view(state, assigned, slots).expect("a lazy slot assignment is a valid choice"),
         );
@@ -176,24 +207,53 @@ impl<T: Target> Explorer<'_, '_, T> {
                 if tracked.was_read(c) { Cells::settled(slot) } else { slot }
             };
             let key = if line_local { target.verdict_key(&mounted, &dev) } else { None };
+            let holds = |t: &Touched| match *t {
+                Touched::Free(lo, hi) => tracked.all_free_in(pinned, lo, hi),
+                Touched::Cell(c, s) => now(c) == s,
+            };
             if let Some(key) = key {
-                let hit = memo.iter().find(|m| {
-                    m.key == key && m.begun == begun && m.touched.iter().all(|&(c, s)| now(c) == s)
-                });
+                let hit =
+                    memo.iter().find(|m| m.key == key && m.begun == begun && m.touched.iter().all(holds));
                 if let Some(m) = hit {
                     reused = true;
                     return Ok((m.verdict.clone(), fingerprint));
                 }
             }
             let reads_before = tracked.reads_len();
-            let words = LineWords::tracked(&tracked, cells, slots);
+            let words = LineWords::tracked(&tracked, state, cells, (slots, pinned));
             let found = target.check_lines(&mounted, &dev, record, point, begun, &words);
             others_judged = words.others_judged();
             words.assert_contract();
             // Only a verdict that read nothing more through the device is a function of the
             // key and of the words it read.
             if let Some(key) = key.filter(|_| tracked.reads_len() == reads_before) {
-                let touched = words.touched().into_iter().map(|c| (c, now(c))).collect();
+                let mut touched = Vec::new();
+                for (lo, hi) in words.touched() {
+                    let mut from = lo;
+                    for c in tracked.not_free_in(pinned, lo, hi) {
+                        if from < c {
+                            touched.push(Touched::Free(from, c));
+                        }
+                        touched.push(Touched::Cell(c, now(c)));
+                        from = c + 1;
+                    }
+                    if from < hi {
+                        touched.push(Touched::Free(from, hi));
+                    }
+                }
+                if cfg!(debug_assertions) {
+                    let plain: Vec<(u32, Slot)> = (words.touched().into_iter())
+                        .flat_map(|(lo, hi)| lo..hi)
+                        .map(|c| (c, now(c)))
+                        .collect();
+                    let runs: Vec<(u32, Slot)> = (touched.iter())
+                        .flat_map(|t| match *t {
+                            Touched::Free(lo, hi) => (lo..hi).map(|c| (c, Slot::Free)).collect::<Vec<_>>(),
+                            Touched::Cell(c, s) => vec![(c, s)],
+                        })
+                        .collect();
+                    assert_eq!(runs, plain, "the runs of a memo's touched cells");
+                }
                 memo.push(Memo { key, begun, touched, verdict: found.clone() });
             }
             Ok((found, fingerprint))
@@ -285,12 +345,11 @@ fn point_hash(state: &CrashState) -> u128 {
         h = (h ^ u128::from(x)).wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
     };
     for l in &state.lines {
+        // The line's digest covers its units' count, addresses and values.
+        let d = l.units.digest();
         mix(l.line);
-        mix(l.units.len() as u64);
-        for u in l.units.iter() {
-            mix(u.addr);
-            mix(u.value);
-        }
+        mix(d as u64);
+        mix((d >> 64) as u64);
     }
     mix(u64::MAX);
     for (u, dep) in state.nt.iter().zip(&state.nt_after) {

@@ -10,7 +10,7 @@ use crate::daxfs::fsck::fsck;
 use crate::daxfs::store::MetaStore;
 use crate::daxfs::tag::Word;
 use crate::daxfs::{BLOCK_BYTES, BlockNr, ExtentState, Ino};
-use crate::pmem::{Device, LineWords, PmemAddr};
+use crate::pmem::{Device, LineWords, PageSource, PmemAddr};
 
 use super::record::{FileHistory, PageTable, RunRecord, WordVerdict};
 
@@ -137,6 +137,7 @@ fn check_with(
         if c.across_record != record.id {
             c.across_record = record.id;
             c.across.clear();
+            c.across_ids.clear();
             c.floors.clear();
             c.next_table = 0;
         }
@@ -220,6 +221,11 @@ struct CleanPages {
     /// units. Exact: bytes and units are part of the key. Emptied when it reaches
     /// `ACROSS_PAGES_MAX`.
     across: BTreeSet<AcrossKey>,
+    /// The same verdicts for pages no unit is pending on, keyed by who holds the durable page
+    /// (`LineWords::durable_source`) instead of by its bytes: looked up first, since it needs
+    /// no copy of the page. Every entry's content key is in `across` (both are emptied
+    /// together), which a debug build checks on every hit.
+    across_ids: BTreeSet<AcrossId>,
     across_record: u64,
     /// (file id, page) → the page's acked floors for the file's first `acks` acks
     /// (`FileHistory::page_table`), kept across the crash points of `across_record` and
@@ -244,6 +250,9 @@ type PageKey = (u32, u64, u64, u64, u64);
 /// (page history, page key, the block's bytes, its pending units): see `CleanPages::across`.
 type AcrossKey = (PageHistory, PageKey, Box<[u8]>, Box<[(u64, u64)]>);
 
+/// (page history, page key, who holds the page's durable bytes): see `CleanPages::across_ids`.
+type AcrossId = (PageHistory, PageKey, PageSource);
+
 /// What a page's verdict reads of the record's history as of a crash point, for each of the
 /// inode's candidate incarnations (which the list names): the id of its page table and how
 /// many of its events touch the page (`FileHistory::page_events`). A word's verdict reads
@@ -261,6 +270,7 @@ thread_local! {
             pages: BTreeSet::new(),
             free_pages: BTreeSet::new(),
             across: BTreeSet::new(),
+            across_ids: BTreeSet::new(),
             across_record: 0,
             floors: BTreeMap::new(),
             next_table: 0,
@@ -323,6 +333,7 @@ impl FileCheck<'_> {
             // Set when this page's verdict, if clean, holds at every crash point of the record
             // with the same history epoch, bytes and pending units.
             let mut across_key: Option<AcrossKey> = None;
+            let mut across_id: Option<AcrossId> = None;
             let block = match mapped {
                 Some((b, ExtentState::Written)) => {
                     let addr = self.store.geometry().block_addr(b);
@@ -346,7 +357,7 @@ impl FileCheck<'_> {
                                     if shared {
                                         c.pages.insert(key);
                                     }
-                                    insert_across(&mut c, k);
+                                    insert_across(&mut c, k, None);
                                 });
                                 continue;
                             }
@@ -380,14 +391,45 @@ impl FileCheck<'_> {
                                 }
                                 free_key = Some(key);
                             }
+                            let history = page_history().filter(|_| shared || free_key.is_some());
+                            across_id = (history.as_ref())
+                                .filter(|_| shared)
+                                .and_then(|h| Some((h.clone(), key, words.durable_source(block.clone())?)));
+                            if CLEAN.with(|c| {
+                                across_id.as_ref().is_some_and(|id| c.borrow().across_ids.contains(id))
+                            }) {
+                                if cfg!(debug_assertions) {
+                                    words.read(addr.0, &mut buf);
+                                    let h = history.expect("an id has a history");
+                                    let k = (h, key, Box::from(&buf[..]), Box::from([]));
+                                    let by_bytes = CLEAN.with(|c| c.borrow().across.contains(&k));
+                                    assert!(
+                                        by_bytes,
+                                        "a page known clean by its durable source is not by its bytes"
+                                    );
+                                }
+                                CLEAN.with(|c| c.borrow_mut().pages.insert(key));
+                                words.touch(block);
+                                continue;
+                            }
                             words.read(addr.0, &mut buf);
-                            if let Some(h) = page_history().filter(|_| shared || free_key.is_some()) {
+                            if let Some(h) = history {
                                 let units = words.units_in(block.clone()).into_boxed_slice();
                                 let k = (h, key, Box::from(&buf[..]), units);
                                 if CLEAN.with(|c| c.borrow().across.contains(&k)) {
                                     CLEAN.with(|c| {
                                         let mut c = c.borrow_mut();
-                                        if shared { c.pages.insert(key) } else { c.free_pages.insert(key) }
+                                        if shared {
+                                            c.pages.insert(key)
+                                        } else {
+                                            c.free_pages.insert(key)
+                                        };
+                                        if let Some(id) = across_id.take() {
+                                            if c.across_ids.len() >= ACROSS_PAGES_MAX {
+                                                c.across_ids.clear();
+                                            }
+                                            c.across_ids.insert(id);
+                                        }
                                     });
                                     words.touch(block);
                                     continue;
@@ -398,7 +440,7 @@ impl FileCheck<'_> {
                                 CLEAN.with(|c| {
                                     let mut c = c.borrow_mut();
                                     c.pages.insert(key);
-                                    insert_across(&mut c, across_key.take());
+                                    insert_across(&mut c, across_key.take(), across_id.take());
                                 });
                                 continue;
                             }
@@ -443,7 +485,7 @@ impl FileCheck<'_> {
                 CLEAN.with(|c| {
                     let mut c = c.borrow_mut();
                     c.free_pages.insert(key);
-                    insert_across(&mut c, across_key.take());
+                    insert_across(&mut c, across_key.take(), across_id.take());
                 });
             }
         }
@@ -451,12 +493,14 @@ impl FileCheck<'_> {
     }
 }
 
-fn insert_across(c: &mut CleanPages, key: Option<AcrossKey>) {
+fn insert_across(c: &mut CleanPages, key: Option<AcrossKey>, id: Option<AcrossId>) {
     let Some(key) = key else { return };
-    if c.across.len() >= ACROSS_PAGES_MAX {
+    if c.across.len() >= ACROSS_PAGES_MAX || c.across_ids.len() >= ACROSS_PAGES_MAX {
         c.across.clear();
+        c.across_ids.clear();
     }
     c.across.insert(key);
+    c.across_ids.extend(id);
 }
 
 /// What a page's verdict takes from the recovered state's allocation epoch (see
