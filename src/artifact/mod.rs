@@ -23,7 +23,7 @@ mod show;
 mod write;
 
 pub use html::render_html;
-pub use load::{Loaded, MappedImage, load};
+pub use load::{ArtifactBytes, Loaded, LoadedBytes, MappedImage, load, load_bytes};
 pub use minimize::{MINIMIZE_RUNS_MAX, Minimized, Sizes, minimize};
 pub use repro::{ReproReport, repro, workload_of};
 pub use show::{Explanation, LineMark, LineRow, LineRun, TimelineEvent, explain, render_text};
