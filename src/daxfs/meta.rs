@@ -86,9 +86,20 @@ impl Inode {
 
 /// The allocation bitmap: bit `b` set = block `b` allocated. Bits outside the data area stay
 /// clear.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bitmap {
     words: Vec<u64>,
+}
+
+/// Word by word (a derived `Hash` writes the words as one byte slice, which a word-fed hasher
+/// takes a byte at a time): the count, then each word.
+impl std::hash::Hash for Bitmap {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_usize(self.words.len());
+        for &w in &self.words {
+            state.write_u64(w);
+        }
+    }
 }
 
 impl Bitmap {

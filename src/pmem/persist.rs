@@ -937,9 +937,14 @@ impl<'t> Tracker<'t> {
                         pending.push(Unit { addr, value, seq });
                     }
                     if let Some((latest, hash)) = &mut self.latest {
-                        for u in &pending[before..] {
-                            apply(latest, hash, u.addr, u.value);
-                        }
+                        latest.swap_words(
+                            pending[before..].iter().map(|u| (u.addr, u.value)),
+                            |addr, old, new| {
+                                *hash = hash
+                                    .wrapping_sub(word_hash(addr, old))
+                                    .wrapping_add(word_hash(addr, new));
+                            },
+                        );
                     }
                     relength(&mut self.lengths, before, pending.len());
                 }

@@ -665,15 +665,3 @@ fn bare_finding(
         None => v,
     }
 }
-
-/// A digest of the recovered logical state, for comparing recoveries (RecoveryNotIdempotent).
-/// Metadata only: daxfs replay writes only metadata (the journal holds no data), so two
-/// recoveries of one crash image see the same data blocks and differ only if their metadata does.
-pub fn fingerprint(store: &MetaStore, _dev: &Device) -> u64 {
-    let meta = format!("{:?}", store.meta());
-    let h = crc32fast::hash(meta.as_bytes());
-    let h2 = crc32fast::Hasher::new_with_initial(0x5bd1_e995);
-    let mut h2 = h2;
-    h2.update(meta.as_bytes());
-    (u64::from(h) << 32) | u64::from(h2.finalize())
-}
