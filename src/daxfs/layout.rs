@@ -384,24 +384,32 @@ pub fn decode_state(v: u64) -> Option<ExtentState> {
 }
 
 pub fn encode_inode(ino: &InodeImage) -> Result<Vec<u8>, FsError> {
+    let mut b = vec![0u8; INODE_BYTES];
+    encode_inode_into(ino, &mut b)?;
+    Ok(b)
+}
+
+/// [`encode_inode`] into `b` (`INODE_BYTES` long, any contents).
+fn encode_inode_into(ino: &InodeImage, b: &mut [u8]) -> Result<(), FsError> {
     if ino.extents.len() > EXTENTS_PER_INODE_MAX {
         return Err(FsError::TooBig("more than EXTENTS_PER_INODE_MAX extents"));
     }
-    let mut b = vec![0u8; INODE_BYTES];
-    put_u32(&mut b, 0, INODE_MAGIC);
+    let b = &mut b[..INODE_BYTES];
+    b.fill(0);
+    put_u32(b, 0, INODE_MAGIC);
     b[8] = u8::from(ino.live);
-    put_u32(&mut b, 12, ino.extents.len() as u32);
-    put_u64(&mut b, 16, ino.size_bytes);
+    put_u32(b, 12, ino.extents.len() as u32);
+    put_u64(b, 16, ino.size_bytes);
     for (i, e) in ino.extents.iter().enumerate() {
         let off = INODE_HEADER_BYTES + i * EXTENT_BYTES;
-        put_u64(&mut b, off, e.file_block);
-        put_u64(&mut b, off + 8, e.phys.0);
-        put_u64(&mut b, off + 16, e.len);
-        put_u64(&mut b, off + 24, encode_state(e.state));
+        put_u64(b, off, e.file_block);
+        put_u64(b, off + 8, e.phys.0);
+        put_u64(b, off + 16, e.len);
+        put_u64(b, off + 24, encode_state(e.state));
     }
-    let crc = crc_with_hole(&b, 4);
-    put_u32(&mut b, 4, crc);
-    Ok(b)
+    let crc = crc_with_hole(b, 4);
+    put_u32(b, 4, crc);
+    Ok(())
 }
 
 /// Decodes an inode; checks crc, bounds, and that extents are sorted and non-overlapping.
@@ -477,13 +485,16 @@ pub fn read_home(dev: &Device, geom: &Geometry, copy: u8) -> Result<HomeImage, F
 pub fn write_home(dev: &mut Device, geom: &Geometry, copy: u8, home: &HomeImage) -> Result<(), FsError> {
     let raw = bitmap_bytes_of(&home.bitmap);
     debug_assert_eq!(raw.len() as u64, geom.bitmap_bytes());
-    let mut changed = store_changed_lines(dev, geom.bitmap_addr(copy), &raw)?;
+    // One buffer for what the copy holds, one for an encoded inode: no allocation per inode.
+    let mut old = vec![0u8; raw.len().max(INODE_BYTES)];
+    let mut changed = store_changed_lines(dev, geom.bitmap_addr(copy), &raw, &mut old)?;
+    let mut bytes = vec![0u8; INODE_BYTES];
     for (i, inode) in home.inodes.iter().enumerate() {
-        let bytes = encode_inode(inode)?;
-        changed |= store_changed_lines(dev, geom.inode_addr(copy, Ino(i as u32)), &bytes)?;
+        encode_inode_into(inode, &mut bytes)?;
+        changed |= store_changed_lines(dev, geom.inode_addr(copy, Ino(i as u32)), &bytes, &mut old)?;
     }
     let hdr_addr = geom.block_addr(geom.home_start(copy));
-    changed |= store_changed_lines(dev, hdr_addr, &encode_home_header(crc32fast::hash(&raw)))?;
+    changed |= store_changed_lines(dev, hdr_addr, &encode_home_header(crc32fast::hash(&raw)), &mut old)?;
     if changed {
         dev.fence(SITE_HOME)?;
     }
@@ -491,11 +502,17 @@ pub fn write_home(dev: &mut Device, geom: &Geometry, copy: u8, home: &HomeImage)
 }
 
 /// Stores and flushes each run of 64-byte lines of `bytes` that differs from the device.
-/// Returns whether anything was stored. `bytes.len()` is a multiple of 8.
-fn store_changed_lines(dev: &mut Device, addr: PmemAddr, bytes: &[u8]) -> Result<bool, FsError> {
-    let mut old = vec![0u8; bytes.len()];
+/// Returns whether anything was stored. `bytes.len()` is a multiple of 8; `scratch` is at
+/// least as long.
+fn store_changed_lines(
+    dev: &mut Device,
+    addr: PmemAddr,
+    bytes: &[u8],
+    scratch: &mut [u8],
+) -> Result<bool, FsError> {
+    let old = &mut scratch[..bytes.len()];
     // Only to skip identical lines: every line ends up holding `bytes` either way.
-    dev.read_blind(addr, &mut old)?;
+    dev.read_blind(addr, old)?;
     let line = LINE_BYTES as usize;
     let mut any = false;
     let mut i = 0;
