@@ -372,15 +372,65 @@ impl FileHistory<'_> {
     }
 
     /// Folds the floors under acks `from..` into `floors`, page `page`'s table.
+    ///
+    /// Each ack's floors come from one pass over the page's events in history order, a range
+    /// of words at a time: a write the ack counts sets its words' write floor, a zeroing begun
+    /// before the ack returned clears the write floors it covers (it discarded those writes),
+    /// and a zeroing the ack promises sets its words' zero floor. That is [`Self::floor_under`]
+    /// for every word of the page at once; `floor_table_matches_the_per_word_floors` checks it.
     fn fold_acks(&self, floors: &mut [u32], page: u64, from: usize) {
         let (lo, hi) = (page * WORDS_PER_PAGE, (page + 1) * WORDS_PER_PAGE);
+        let writes = self.by_page.get(&page).map_or(&[][..], Vec::as_slice);
+        let zeros: Vec<usize> = (self.zeros.iter().copied())
+            .filter(|&j| matches!(self.events[j], DataEvent::Zero { lo: a, hi: b, .. } if a < hi && lo < b))
+            .collect();
+        let mut write = [NO_FLOOR; WORDS_PER_PAGE as usize];
+        let mut zero = [NO_FLOOR; WORDS_PER_PAGE as usize];
         for a in self.acks[from..].iter().filter(|a| a.lo < hi && lo < a.hi) {
-            for word in a.lo.max(lo)..a.hi.min(hi) {
-                let Some(f) = self.floor_under(a, word) else { continue };
-                let f = u32::try_from(f).expect("fewer than 2^32 - 1 events");
-                let slot = &mut floors[(word - lo) as usize];
-                if *slot == NO_FLOOR || *slot < f {
-                    *slot = f;
+            let (alo, ahi) = (a.lo.max(lo), a.hi.min(hi));
+            // The words of event `i` under this ack, as indexes into the page.
+            let words = |i: usize| match self.events[i] {
+                DataEvent::Write { lo: l, hi: h, .. } | DataEvent::Zero { lo: l, hi: h, .. } => {
+                    let (l, h) = (l.clamp(alo, ahi), h.clamp(alo, ahi));
+                    (l - lo) as usize..(h.max(l) - lo) as usize
+                }
+            };
+            let mine = (alo - lo) as usize..(ahi - lo) as usize;
+            write[mine.clone()].fill(NO_FLOOR);
+            zero[mine.clone()].fill(NO_FLOOR);
+            let index = |i: usize| u32::try_from(i).expect("fewer than 2^32 - 1 events");
+            let (mut w, mut z) = (writes.iter().copied().take_while(|&i| i < a.events_before).peekable(), 0);
+            loop {
+                let next_zero = zeros.get(z).copied();
+                match (w.peek().copied(), next_zero) {
+                    (Some(i), j) if j.is_none_or(|j| i < j) => {
+                        w.next();
+                        write[words(i)].fill(index(i));
+                    }
+                    (_, Some(j)) => {
+                        z += 1;
+                        let DataEvent::Zero { at, done, .. } = self.events[j] else {
+                            unreachable!("a zeroing")
+                        };
+                        if at <= a.at {
+                            write[words(j)].fill(NO_FLOOR);
+                        }
+                        if !a.data_only && j < a.events_before && done <= a.started_at {
+                            zero[words(j)].fill(index(j));
+                        }
+                    }
+                    (None, None) => break,
+                    (Some(_), None) => unreachable!("matched above"),
+                }
+            }
+            for k in mine {
+                let f = match (write[k], zero[k]) {
+                    (NO_FLOOR, NO_FLOOR) => continue,
+                    (NO_FLOOR, f) | (f, NO_FLOOR) => f,
+                    (w, z) => w.max(z),
+                };
+                if floors[k] == NO_FLOOR || floors[k] < f {
+                    floors[k] = f;
                 }
             }
         }
@@ -524,5 +574,85 @@ impl FileHistory<'_> {
             }
             Word::Poison(_) | Word::Other(_) => WordVerdict::Stale,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::RngExt;
+
+    use super::*;
+
+    /// A random history of file 1 over three pages: writes and zeroings of random spans (some
+    /// wider than a page), acks that count a random prefix of the events, begun a little before
+    /// they return, some for data only; zeroings that finish or never do.
+    fn random_record(seed: u64) -> RunRecord {
+        let mut rng = crate::rng::rng_from_seed(seed);
+        let mut record = RunRecord::default();
+        let words = 3 * WORDS_PER_PAGE;
+        for step in 0..rng.random_range(2..40usize) {
+            let at = step * 10;
+            let lo = rng.random_range(0..words);
+            let width = [8, 64, 700][rng.random_range(0..3usize)];
+            let hi = rng.random_range(lo + 1..=(lo + width).min(words));
+            match rng.random_range(0..5) {
+                0 | 1 => {
+                    let version = step as u32;
+                    record.events.push(DataEvent::Write { at, file_id: 1, lo, hi, version, block: None });
+                }
+                2 => {
+                    let done = if rng.random_bool(0.8) { at + rng.random_range(1..30) } else { usize::MAX };
+                    let kind = ZeroKind::Punch;
+                    record.events.push(DataEvent::Zero { at, file_id: 1, lo, hi, done, kind, freed: None });
+                }
+                _ => record.acks.push(Ack {
+                    at: at + rng.random_range(0..25),
+                    file_id: 1,
+                    lo,
+                    hi,
+                    events_before: rng.random_range(0..=record.events.len()),
+                    started_at: at.saturating_sub(rng.random_range(0..25)),
+                    data_only: rng.random_bool(0.3),
+                    kind: AckKind::Fsync,
+                    size_bytes: None,
+                }),
+            }
+        }
+        record
+    }
+
+    #[test]
+    fn floor_table_matches_the_per_word_floors() {
+        let (mut floors_seen, mut killed) = (0u64, 0u64);
+        for seed in 0..300 {
+            let record = random_record(seed);
+            let landed = record.landed();
+            for point in (0..=400).step_by(7) {
+                let h = record.history(1, point, point, landed, 0);
+                for page in 0..3 {
+                    let table = h.page_table(page);
+                    for k in 0..WORDS_PER_PAGE {
+                        let word = page * WORDS_PER_PAGE + k;
+                        let plain = h.acked_floor(word);
+                        let tabled = table.floors[k as usize];
+                        assert_eq!(
+                            (tabled != NO_FLOOR).then_some(tabled as usize),
+                            plain,
+                            "seed {seed} point {point} word {word}"
+                        );
+                        floors_seen += u64::from(plain.is_some());
+                        // A write an ack counts but a later zeroing discarded.
+                        killed += u64::from(h.acks.iter().any(|a| {
+                            a.lo <= word
+                                && word < a.hi
+                                && h.writes_on(word).any(|i| i < a.events_before)
+                                && h.floor_under(a, word).is_none()
+                        }));
+                    }
+                }
+            }
+        }
+        assert!(floors_seen > 100_000, "{floors_seen} words with a floor");
+        assert!(killed > 10_000, "{killed} words whose counted write a zeroing discarded");
     }
 }
