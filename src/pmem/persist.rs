@@ -78,13 +78,15 @@ pub struct PendingLine {
     pub units: Arc<LineUnits>,
 }
 
-/// A line's pending units in program order, with a digest of them taken once, when first asked
-/// for, and forgotten by every change: a crash point's hash costs one step per pending line
-/// that did not change since an earlier point, not one per unit.
+/// A line's pending units in program order, with a digest of them (and whether they are in
+/// address order) taken once, when first asked for, and forgotten by every change: a crash
+/// point's hash, and its cells, cost one step per pending line that did not change since an
+/// earlier point, not one per unit.
 #[derive(Debug, Default)]
 pub struct LineUnits {
     units: Vec<Unit>,
     digest: std::sync::OnceLock<u128>,
+    sorted: std::sync::OnceLock<bool>,
 }
 
 impl LineUnits {
@@ -93,6 +95,16 @@ impl LineUnits {
         let d = *self.digest.get_or_init(|| digest_units(&self.units));
         debug_assert_eq!(d, digest_units(&self.units), "a stale digest of a line's pending units");
         d
+    }
+
+    /// Whether the units, in program order, are also ascending by address (as one store's
+    /// are, and a zeroing's): then they are already in the order the cells of a crash state
+    /// list units in. Taken once, when first asked for, and forgotten by every change.
+    pub fn by_address(&self) -> bool {
+        let plain = || self.units.is_sorted_by_key(|u| (u.addr, u.seq));
+        let s = *self.sorted.get_or_init(plain);
+        debug_assert_eq!(s, plain(), "a stale order flag of a line's pending units");
+        s
     }
 }
 
@@ -107,7 +119,7 @@ fn digest_units(units: &[Unit]) -> u128 {
 
 impl Clone for LineUnits {
     fn clone(&self) -> Self {
-        Self { units: self.units.clone(), digest: self.digest.clone() }
+        Self { units: self.units.clone(), digest: self.digest.clone(), sorted: self.sorted.clone() }
     }
 }
 
@@ -130,13 +142,14 @@ impl std::ops::DerefMut for LineUnits {
     /// Any change may make the digest stale: it is forgotten.
     fn deref_mut(&mut self) -> &mut Vec<Unit> {
         self.digest = std::sync::OnceLock::new();
+        self.sorted = std::sync::OnceLock::new();
         &mut self.units
     }
 }
 
 impl From<Vec<Unit>> for LineUnits {
     fn from(units: Vec<Unit>) -> Self {
-        Self { units, digest: std::sync::OnceLock::new() }
+        Self { units, digest: std::sync::OnceLock::new(), sorted: std::sync::OnceLock::new() }
     }
 }
 

@@ -284,7 +284,7 @@ impl<T: Target> Explorer<'_, '_, T> {
         let mut candidates = vec![slots.to_vec()];
         let view = View::of_valid(state, &own);
         let here = read_word(&view, addr);
-        let others: Vec<(u64, u64)> = cells.others(slots, addr..addr + 8).collect();
+        let others = cells.others(slots, addr..addr + 8);
         for (_, value) in others {
             if value != here {
                 candidates.extend(cells.witness(state, slots, addr, value));
