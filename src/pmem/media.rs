@@ -156,6 +156,13 @@ impl PartialEq for PageSource {
 
 impl Eq for PageSource {}
 
+/// By address, as equality is: for lookups only.
+impl std::hash::Hash for PageSource {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.ptr().hash(state);
+    }
+}
+
 impl PartialOrd for PageSource {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))

@@ -2,7 +2,8 @@
 //! classify every word against the run record (docs/design.md §6); fsck the recovered allocator.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use crate::check::{Violation, ViolationClass};
@@ -211,10 +212,10 @@ fn check_acked_files(store: &MetaStore, record: &RunRecord, point: usize, begun:
 /// is all of these but the bytes, which the point shares.
 struct CleanPages {
     key: (u64, usize, bool),
-    pages: BTreeSet<PageKey>,
+    pages: HashSet<PageKey, WordHash>,
     /// Pages with pending units found clean with every other value of their words, in a leaf
     /// where all those units' cells were free: clean in every leaf where they are free.
-    free_pages: BTreeSet<PageKey>,
+    free_pages: HashSet<PageKey, WordHash>,
     /// Clean verdicts shared across the crash points of one record (`across_record`): pages
     /// judged clean with every value their words can hold, keyed by what the verdict reads of
     /// the page's history (`PageHistory`), the page key, the block's bytes and its pending
@@ -225,14 +226,60 @@ struct CleanPages {
     /// (`LineWords::durable_source`) instead of by its bytes: looked up first, since it needs
     /// no copy of the page. Every entry's content key is in `across` (both are emptied
     /// together), which a debug build checks on every hit.
-    across_ids: BTreeSet<AcrossId>,
+    across_ids: HashSet<AcrossId, WordHash>,
     across_record: u64,
     /// (file id, page) → the page's acked floors for the file's first `acks` acks
     /// (`FileHistory::page_table`), kept across the crash points of `across_record` and
     /// extended as acks return. Emptied when it reaches `ACROSS_PAGES_MAX`.
-    floors: BTreeMap<(u32, u64), SharedTable>,
+    floors: HashMap<(u32, u64), SharedTable, WordHash>,
     /// The id the next distinct page table gets.
     next_table: u64,
+}
+
+/// The hasher of the clean-page sets: a multiply-and-rotate over 8-byte words, fixed (no
+/// per-process seed). The sets are only asked what they contain and emptied by size, never
+/// iterated, so their order reaches no result; a fixed hasher keeps even their timing the same
+/// from run to run.
+type WordHash = BuildHasherDefault<WordHasher>;
+
+#[derive(Default)]
+struct WordHasher(u64);
+
+impl WordHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7cc1_b727_220a_95);
+    }
+}
+
+impl std::hash::Hasher for WordHasher {
+    fn finish(&self) -> u64 {
+        // The multiply leaves the low bits weakest; the table indexes by them.
+        self.0 ^ (self.0 >> 29)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.mix(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.mix(u64::from_le_bytes(w) ^ (rest.len() as u64) << 59);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.mix(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.mix(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.mix(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.mix(i as u64);
+    }
 }
 
 /// A page table shared across crash points.
@@ -267,12 +314,12 @@ thread_local! {
     static CLEAN: RefCell<CleanPages> = const {
         RefCell::new(CleanPages {
             key: (0, 0, false),
-            pages: BTreeSet::new(),
-            free_pages: BTreeSet::new(),
+            pages: HashSet::with_hasher(BuildHasherDefault::new()),
+            free_pages: HashSet::with_hasher(BuildHasherDefault::new()),
             across: BTreeSet::new(),
-            across_ids: BTreeSet::new(),
+            across_ids: HashSet::with_hasher(BuildHasherDefault::new()),
             across_record: 0,
-            floors: BTreeMap::new(),
+            floors: HashMap::with_hasher(BuildHasherDefault::new()),
             next_table: 0,
         })
     };
@@ -663,5 +710,34 @@ fn bare_finding(
     match block {
         Some(b) => v.at_addr(PmemAddr(store.geometry().block_addr(b).0 + (word - lo) * 8)),
         None => v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::{BuildHasher, Hasher};
+
+    use super::*;
+
+    /// The clean-page sets index by the hash's low bits and filter by its top seven: page keys
+    /// of one file (consecutive pages, one block each) must spread over both, or every lookup
+    /// walks a long probe sequence. Equal keys hash equal whatever their allocation.
+    #[test]
+    fn page_keys_spread_over_the_hash_bits_the_sets_use() {
+        let build = WordHash::default();
+        let keys: Vec<PageKey> = (0..4096u64).map(|p| (3, p, 1000 + p, 512, 0)).collect();
+        let hashes: Vec<u64> = keys.iter().map(|k| build.hash_one(k)).collect();
+        let low: BTreeSet<u64> = hashes.iter().map(|h| h & 4095).collect();
+        let top: BTreeSet<u64> = hashes.iter().map(|h| h >> 57).collect();
+        assert!(low.len() > 2500, "{} distinct low 12-bit buckets of 4096 keys", low.len());
+        assert_eq!(top.len(), 128, "every top-7-bit tag is used");
+        let bytes: Box<[u8]> = (0..4096u32).map(|i| i as u8).collect();
+        let copy: Box<[u8]> = bytes.to_vec().into_boxed_slice();
+        assert_eq!(build.hash_one(&bytes), build.hash_one(&copy));
+        let mut a = WordHasher::default();
+        a.write(&[1, 2, 3]);
+        let mut b = WordHasher::default();
+        b.write(&[1, 2, 3, 0]);
+        assert_ne!(a.finish(), b.finish(), "a short tail is not its zero-padded self");
     }
 }
