@@ -243,6 +243,20 @@ pub trait Target: Sync {
     /// Mounts the image on `dev` (replaying any journal). An `Err` is a `RecoveryFailed`.
     fn recover(&self, dev: &mut Device) -> Result<Self::Mounted, Self::Error>;
 
+    /// Recovery of a crash state that is judged and never crashed again (most states of a
+    /// sweep): the engine calls this instead of [`Target::recover`] when it will not crash the
+    /// recovery itself. It may skip work whose only effect is on media that nothing reads
+    /// afterwards (such as writing the recovered metadata back, when [`Target::check_lines`]
+    /// judges the metadata `recover` returns and reads data through its `words`), but it must
+    /// fail exactly when `recover` fails and return a state that `check_lines`,
+    /// [`Target::verdict_key`] and [`Target::fingerprint`] treat as they treat `recover`'s.
+    /// A debug build runs both on every such state and compares whether they fail and, for a
+    /// line-local target, their verdict keys; the recoveries a sweep crashes, and brute-force
+    /// exploration, always run `recover`. The default is `recover`.
+    fn recover_to_judge(&self, dev: &mut Device) -> Result<Self::Mounted, Self::Error> {
+        self.recover(dev)
+    }
+
     /// Crash oracle: judges a recovered instance of a crash at `point` of the run's trace.
     fn check(
         &self,

@@ -383,3 +383,131 @@ fn a_line_local_oracle_that_reads_metadata_untracked_is_caught_by_the_differenti
 fn a_line_local_verdict_no_crash_state_shows_panics_in_debug_builds() {
     let _ = lazy(&Broken(Flaw::ClaimsMoreThanCheck), PersistenceModel::Adr, &0, &BTreeSet::new());
 }
+
+// ---- A target whose recovery for judging breaks its promise. ----
+
+/// daxfs, but its `recover_to_judge` mounts a device whose journal reads as zeros: it
+/// recovers the checkpointed metadata only, as a shortcut that dropped the replay would.
+struct JudgesWithoutJournal(DaxfsTarget);
+
+/// `inner` with the bytes of `journal` read as zeros.
+struct JournalZeroed {
+    inner: Arc<dyn Backing>,
+    journal: std::ops::Range<u64>,
+}
+
+impl JournalZeroed {
+    fn zero(&self, addr: u64, buf: &mut [u8]) {
+        let end = addr + buf.len() as u64;
+        let (lo, hi) = (addr.max(self.journal.start), end.min(self.journal.end));
+        if lo < hi {
+            buf[(lo - addr) as usize..(hi - addr) as usize].fill(0);
+        }
+    }
+}
+
+impl Backing for JournalZeroed {
+    fn size_bytes(&self) -> u64 {
+        self.inner.size_bytes()
+    }
+    fn read_at(&self, addr: u64, buf: &mut [u8]) {
+        self.inner.read_at(addr, buf);
+        self.zero(addr, buf);
+    }
+    fn read_blind(&self, addr: u64, buf: &mut [u8]) {
+        self.inner.read_blind(addr, buf);
+        self.zero(addr, buf);
+    }
+    fn note_read(&self, addr: u64, len: u64) {
+        self.inner.note_read(addr, len);
+    }
+}
+
+impl Target for JudgesWithoutJournal {
+    type Workload = <DaxfsTarget as Target>::Workload;
+    type Record = <DaxfsTarget as Target>::Record;
+    type Mounted = <DaxfsTarget as Target>::Mounted;
+    type Error = <DaxfsTarget as Target>::Error;
+
+    fn name(&self) -> &'static str {
+        "daxfs-judges-without-journal"
+    }
+    fn from_options(_: &TargetOptions) -> Result<Self, ConfigError> {
+        Err(ConfigError::new("a test target"))
+    }
+    fn options(&self) -> TargetOptions {
+        self.0.options()
+    }
+    fn workload_from_seed(&self, seed: u64) -> Self::Workload {
+        self.0.workload_from_seed(seed)
+    }
+    fn format(&self) -> Result<Device, TargetError> {
+        self.0.format()
+    }
+    fn run(&self, w: &Self::Workload, dev: &mut Device) -> Result<RunOutcome<Self::Record>, TargetError> {
+        self.0.run(w, dev)
+    }
+    fn recover(&self, dev: &mut Device) -> Result<Self::Mounted, Self::Error> {
+        self.0.recover(dev)
+    }
+    fn recover_to_judge(&self, dev: &mut Device) -> Result<Self::Mounted, Self::Error> {
+        let journal = self.0.media_fault_ranges().remove(0);
+        let zeroed = JournalZeroed { inner: Arc::clone(dev.initial()), journal };
+        self.0.recover_to_judge(&mut Device::with_backing(Arc::new(zeroed)))
+    }
+    fn check(&self, m: &Self::Mounted, dev: &Device, r: &Self::Record, p: CrashPoint) -> Vec<Violation> {
+        self.0.check(m, dev, r, p)
+    }
+    fn check_torn(&self, m: &Self::Mounted, dev: &Device, r: &Self::Record, p: CrashPoint) -> Vec<Violation> {
+        self.0.check_torn(m, dev, r, p)
+    }
+    fn check_lines(
+        &self,
+        m: &Self::Mounted,
+        dev: &Device,
+        r: &Self::Record,
+        p: CrashPoint,
+        torn: bool,
+        words: &LineWords<'_>,
+    ) -> Vec<Violation> {
+        self.0.check_lines(m, dev, r, p, torn, words)
+    }
+    fn line_local(&self) -> bool {
+        self.0.line_local()
+    }
+    fn verdict_key(&self, m: &Self::Mounted, dev: &Device) -> Option<u128> {
+        self.0.verdict_key(m, dev)
+    }
+    fn fingerprint(&self, m: &Self::Mounted, dev: &Device) -> u64 {
+        self.0.fingerprint(m, dev)
+    }
+    fn expectations_at(&self, r: &Self::Record, p: CrashPoint) -> u64 {
+        self.0.expectations_at(r, p)
+    }
+}
+
+/// The lazy side runs `recover_to_judge` on every state it does not crash again; brute force
+/// runs `recover`. A `recover_to_judge` that skips part of recovery changes verdicts, and the
+/// differential sees it (a debug build also fails the state's own comparison of the two,
+/// which the engine reports as a failed recovery: a difference all the same).
+#[test]
+fn a_recovery_for_judging_that_skips_replay_is_caught_by_the_differential() {
+    let model = PersistenceModel::Adr;
+    let mut plain = DaxfsTarget::plain(run_config(""));
+    plain.scope = Scope::EveryWord;
+    let mut fast = DaxfsTarget::new(run_config(""));
+    fast.scope = Scope::EveryWord;
+    let broken = JudgesWithoutJournal(fast);
+    let caught = (0..200).any(|seed| {
+        let workload = plain.workload_from_seed(seed);
+        if !small_enough(&plain, model, &workload, 1 << 10) {
+            return false;
+        }
+        let (want, compared) = brute_force(&plain, model, &workload, 1 << 10);
+        assert!(want.is_empty(), "the fixed model is clean: {want:?}");
+        let got = lazy(&broken, model, &workload, &compared);
+        eprintln!("seed {seed}: {} compared, {} lazy", compared.len(), got.len());
+        got != want
+    });
+    assert!(caught, "no seed shows the skipped replay");
+}

@@ -389,11 +389,17 @@ pub fn encode_inode(ino: &InodeImage) -> Result<Vec<u8>, FsError> {
     Ok(b)
 }
 
-/// [`encode_inode`] into `b` (`INODE_BYTES` long, any contents).
-fn encode_inode_into(ino: &InodeImage, b: &mut [u8]) -> Result<(), FsError> {
-    if ino.extents.len() > EXTENTS_PER_INODE_MAX {
+/// The error [`encode_inode`] gives for an inode of `extents` extents, if any.
+pub fn check_extent_count(extents: usize) -> Result<(), FsError> {
+    if extents > EXTENTS_PER_INODE_MAX {
         return Err(FsError::TooBig("more than EXTENTS_PER_INODE_MAX extents"));
     }
+    Ok(())
+}
+
+/// [`encode_inode`] into `b` (`INODE_BYTES` long, any contents).
+fn encode_inode_into(ino: &InodeImage, b: &mut [u8]) -> Result<(), FsError> {
+    check_extent_count(ino.extents.len())?;
     let b = &mut b[..INODE_BYTES];
     b.fill(0);
     put_u32(b, 0, INODE_MAGIC);

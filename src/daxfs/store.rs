@@ -6,7 +6,8 @@ use super::bugs::{Bug, BugSet};
 use super::fsck::{FsckProblem, fsck};
 use super::journal::{CommitOrder, ReplayPass, ScanResult, flush_commits, scan, write_transaction};
 use super::layout::{
-    Checkpoint, Geometry, decode_superblock, read_checkpoint, read_home, write_checkpoint, write_home,
+    Checkpoint, Geometry, check_extent_count, decode_superblock, read_checkpoint, read_home,
+    write_checkpoint, write_home,
 };
 use super::meta::{Inode, Metadata};
 use super::types::{BlockNr, FsError, Ino, Record, Tid};
@@ -78,6 +79,13 @@ fn replay(meta: &mut Metadata, scanned: &ScanResult, relative: bool) -> Result<(
     Ok(())
 }
 
+/// Whether a mount writes the replayed metadata back (see [`MetaStore::mount_to_judge`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum WriteBack {
+    Yes,
+    No,
+}
+
 impl MetaStore {
     /// Mounts: verifies the superblock, loads home metadata, replays the journal, writes the
     /// result back through the device (checkpoint) and fscks. Corruption is `Err(Corrupt)`.
@@ -97,6 +105,26 @@ impl MetaStore {
     pub fn mount_unchecked(
         dev: &mut Device,
         bugs: BugSet,
+    ) -> Result<(MetaStore, RecoveryInfo, Vec<FsckProblem>), FsError> {
+        Self::mount_with(dev, bugs, WriteBack::Yes)
+    }
+
+    /// Like [`Self::mount_unchecked`], for a mount whose metadata is judged and then dropped:
+    /// the replayed metadata is not written back (no home copy, no checkpoint slot), so the
+    /// device is left as the crash left it. Everything else is the same, including every
+    /// error the write-back could raise: the metadata, the replay counts and fsck's findings
+    /// are those of `mount_unchecked`.
+    pub fn mount_to_judge(
+        dev: &mut Device,
+        bugs: BugSet,
+    ) -> Result<(MetaStore, RecoveryInfo, Vec<FsckProblem>), FsError> {
+        Self::mount_with(dev, bugs, WriteBack::No)
+    }
+
+    fn mount_with(
+        dev: &mut Device,
+        bugs: BugSet,
+        write_back: WriteBack,
     ) -> Result<(MetaStore, RecoveryInfo, Vec<FsckProblem>), FsError> {
         // Bug::ReplaySkipsCrc (`replay-skips-crc`, docs/design.md §7): no record or body crc checks.
         let (geom, ckpt, mut meta, scanned) = load(dev, !bugs.contains(Bug::ReplaySkipsCrc))?;
@@ -123,7 +151,13 @@ impl MetaStore {
             // believes it runs once sees no need for the second copy, and a crash between the
             // home write and the checkpoint slot replays the relative updates twice.
             let copy = if relative { ckpt.home_copy } else { 1 - ckpt.home_copy };
-            store.write_checkpoint_to(dev, copy)?;
+            match write_back {
+                WriteBack::Yes => store.write_checkpoint_to(dev, copy)?,
+                // The write-back's only failure that depends on the metadata.
+                WriteBack::No => {
+                    store.meta.inodes.iter().try_for_each(|i| check_extent_count(i.extents.len()))?
+                }
+            }
         }
         let problems = fsck(&store.meta, &store.geom);
         Ok((store, info, problems))

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::media::{Backing, PAGE_BYTES, PageSource};
-use super::persist::{Choice, CrashState, View, decode_line_group, line_group_at, line_group_count, pow2};
+use super::persist::{
+    Choice, CrashState, LineUnits, View, decode_line_group, line_group_at, line_group_count, pow2,
+};
 use super::{LINE_BYTES, PmemError, Unit};
 
 /// What a lazy enumeration has fixed about one cell.
@@ -249,6 +251,30 @@ impl Cells {
             true
         });
         out
+    }
+
+    /// The pending lines (indexes into [`CrashState::lines`], ascending) of the line cells
+    /// overlapping `range`, if every pending unit there is a write-back unit of one of them
+    /// (no non-temporal unit, no torn store); `None` otherwise.
+    fn write_back_lines_in(&self, range: Range<u64>) -> Option<Vec<usize>> {
+        let torn_from = self.torn_units.partition_point(|u| u.addr < range.start);
+        if self.torn_units.get(torn_from).is_some_and(|u| u.addr < range.end) {
+            return None;
+        }
+        let first = self.line_cells.partition_point(|(line, _)| line + LINE_BYTES <= range.start);
+        let mut out = Vec::new();
+        for (c, &(line, _)) in self.line_cells.iter().enumerate().skip(first) {
+            if line >= range.end {
+                break;
+            }
+            match &self.cells[c].kind {
+                CellKind::Line { line: Some(i), deps, free_nt } if deps.is_empty() && free_nt.is_empty() => {
+                    out.push(*i);
+                }
+                _ => return None,
+            }
+        }
+        Some(out)
     }
 
     /// Number of cells; cell indexes are `0..len`.
@@ -676,6 +702,46 @@ impl std::fmt::Debug for TrackedView {
     }
 }
 
+/// What a page holds in every leaf of a crash point where its cells are free: the durable
+/// page, by who holds its bytes ([`PageSource`]), and each pending line's write-back units, by
+/// the shared list that holds them. A line's list is copied before any change while it is
+/// shared, and an identity keeps its lists and its page holder alive, so equal identities (by
+/// address) hold equal bytes and units. Unequal identities say nothing.
+#[derive(Clone)]
+pub struct PageIdentity {
+    source: PageSource,
+    lines: Box<[Arc<LineUnits>]>,
+}
+
+impl PartialEq for PageIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+            && self.lines.len() == other.lines.len()
+            && self.lines.iter().zip(&other.lines[..]).all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+}
+
+impl Eq for PageIdentity {}
+
+/// By address, as equality is: for lookups only.
+impl std::hash::Hash for PageIdentity {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.source.hash(state);
+        for l in &self.lines[..] {
+            state.write_usize(Arc::as_ptr(l) as usize);
+        }
+    }
+}
+
+impl std::fmt::Debug for PageIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageIdentity")
+            .field("source", &self.source)
+            .field("lines", &self.lines.len())
+            .finish()
+    }
+}
+
 /// What a line-local oracle reads data words through: the image of one recovered metadata
 /// state (free cells at "nothing persisted") and, per word, the other values the free cells may
 /// leave there. Reads through it are not tracked: the target promises that its verdict on each
@@ -688,7 +754,7 @@ pub struct LineWords<'a> {
     /// One bit per cell whose slot is not [`Slot::Free`] (the bits of `slots`, for word-wide
     /// tests of whole runs of cells).
     pinned: Option<&'a [u64]>,
-    /// The crash state the cells split, for [`Self::durable_source`].
+    /// The crash state the cells split, for [`Self::page_identity`].
     state: Option<&'a CrashState>,
     judged: std::cell::Cell<u64>,
     /// Cells whose other values were handed out.
@@ -743,16 +809,21 @@ impl<'a> LineWords<'a> {
         }
     }
 
-    /// Who holds the bytes of the page `range` (one whole page) when no unit is pending on it:
-    /// then [`Self::read`] gives the durable page's bytes in every crash state of the point,
-    /// and equal sources (at this or another crash point of the same walk) mean equal bytes
-    /// (see [`PageSource`]). `None` if a unit is pending on the page, or without a crash
-    /// state.
-    pub fn durable_source(&self, range: Range<u64>) -> Option<PageSource> {
-        let state = self.state?;
-        let whole_page = range.start % PAGE_BYTES == 0 && range.end == range.start + PAGE_BYTES;
-        (whole_page && !self.pending_in(range.clone()))
-            .then(|| state.base.page_source(range.start / PAGE_BYTES))
+    /// What the page `range` (one whole page) holds in every leaf where its cells are free
+    /// ([`Self::all_free`]): [`Self::read`]'s bytes (the durable page) and [`Self::units_in`]'s
+    /// units (its lines' pending write-back units), named by who holds them. Equal identities,
+    /// at this or another crash point of the same walk, mean equal bytes and equal units.
+    /// `None` if a non-temporal or torn unit is pending on the page, or without a crash state.
+    pub fn page_identity(&self, range: Range<u64>) -> Option<PageIdentity> {
+        let (state, (cells, _)) = (self.state?, self.cells?);
+        if range.start % PAGE_BYTES != 0 || range.end != range.start + PAGE_BYTES {
+            return None;
+        }
+        let lines = cells.write_back_lines_in(range.clone())?;
+        Some(PageIdentity {
+            source: state.base.page_source(range.start / PAGE_BYTES),
+            lines: lines.into_iter().map(|i| Arc::clone(&state.lines[i].units)).collect(),
+        })
     }
 
     /// A single concrete image: no other values anywhere (the plain path).
@@ -1100,18 +1171,23 @@ mod tests {
         assert_eq!(a.digest(), LineUnits::from(Vec::new()).digest());
     }
 
-    /// Over the crash points of random walks, pages that no unit is pending on and that have
-    /// equal durable sources have equal bytes; and sources are equal often (the shortcut they
-    /// serve is taken), including across a write elsewhere on the device.
+    /// Over the crash points of random walks, pages with equal identities have equal bytes
+    /// (with their cells free) and equal pending units; and identities are equal often, with
+    /// and without pending units (the shortcut they serve is taken), including across a write
+    /// elsewhere on the device. Pages without a non-temporal unit always have an identity.
     #[test]
-    fn equal_durable_sources_hold_equal_bytes() {
-        let mut equal_seen = 0;
+    fn equal_page_identities_hold_equal_bytes_and_units() {
+        let (mut equal_seen, mut equal_pending) = (0, 0);
         for seed in 0..20 {
             let mut rng = rng_from_seed(seed);
             let mut d = Device::new(16 * PAGE_BYTES);
             for _ in 0..200 {
                 let addr = rng.random_range(0..16 * PAGE_BYTES / 8) * 8;
-                d.store_u64(PmemAddr(addr), rng.random(), "test").unwrap();
+                if rng.random_range(0..8) == 0 {
+                    d.store_nt(PmemAddr(addr), &rng.random::<u64>().to_le_bytes(), "test").unwrap();
+                } else {
+                    d.store_u64(PmemAddr(addr), rng.random(), "test").unwrap();
+                }
                 if rng.random_range(0..3) == 0 {
                     d.flush(PmemAddr(addr), 8, crate::pmem::FlushKind::Clwb, "test").unwrap();
                 }
@@ -1121,7 +1197,7 @@ mod tests {
             }
             let (initial, _, trace) = d.into_parts();
             let mut tracker = Tracker::new(&trace, initial, PersistenceModel::Adr);
-            let mut seen: Vec<(PageSource, Vec<u8>)> = Vec::new();
+            let mut seen: Vec<(PageIdentity, Vec<u8>, Vec<(u64, u64)>)> = Vec::new();
             for point in crate::pmem::crash_points(&trace, crate::pmem::Granularity::Fence) {
                 tracker.advance_to(point);
                 let state = tracker.crash_state();
@@ -1132,22 +1208,35 @@ mod tests {
                 let words = LineWords::tracked(&tracked, &state, &cells, (&slots, &pinned));
                 for page in 0..16 {
                     let range = page * PAGE_BYTES..(page + 1) * PAGE_BYTES;
-                    let Some(source) = words.durable_source(range.clone()) else {
-                        assert!(words.pending_in(range), "seed {seed}: only a pending page has no source");
+                    let nt_here = state.nt.iter().any(|u| range.contains(&u.addr));
+                    let Some(identity) = words.page_identity(range.clone()) else {
+                        assert!(nt_here, "seed {seed}: only a page with an NT unit has no identity");
                         continue;
                     };
+                    assert!(!nt_here, "seed {seed}: a page with an NT unit has an identity");
+                    assert!(words.all_free(range.clone()));
                     let mut bytes = vec![0u8; PAGE_BYTES as usize];
                     words.read(range.start, &mut bytes);
-                    for (s, b) in &seen {
-                        if *s == source {
-                            assert_eq!(*b, bytes, "seed {seed}, page {page}: equal sources, unequal bytes");
+                    let units = words.units_in(range.clone());
+                    for (i, b, u) in &seen {
+                        if *i == identity {
+                            assert_eq!(
+                                *b, bytes,
+                                "seed {seed}, page {page}: equal identities, unequal bytes"
+                            );
+                            assert_eq!(
+                                *u, units,
+                                "seed {seed}, page {page}: equal identities, unequal units"
+                            );
                             equal_seen += 1;
+                            equal_pending += usize::from(!units.is_empty());
                         }
                     }
-                    seen.push((source, bytes));
+                    seen.push((identity, bytes, units));
                 }
             }
         }
-        assert!(equal_seen > 100, "sources were equal only {equal_seen} times");
+        assert!(equal_pending > 100, "identities with pending units were equal only {equal_pending} times");
+        assert!(equal_seen > 200, "identities were equal only {equal_seen} times");
     }
 }

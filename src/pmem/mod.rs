@@ -14,7 +14,7 @@ mod persist;
 pub mod reference;
 mod trace;
 
-pub use cells::{Cells, LineWords, Slot, TrackedView};
+pub use cells::{Cells, LineWords, PageIdentity, Slot, TrackedView};
 pub use device::{Device, TRACE_EVENTS_MAX_DEFAULT};
 pub use media::{Background, Backing, PAGE_BYTES, PageSource, SparseImage};
 pub use persist::{

@@ -198,7 +198,14 @@ impl<T: Target> Explorer<'_, '_, T> {
         let mut others_judged = 0u64;
         let mut reused = false;
         let clean = guarded(|| {
-            let mounted = target.recover(&mut dev).map_err(|e| e.to_string())?;
+            // A recovery that is not crashed again only needs to be judged.
+            let mounted = if sampled { target.recover(&mut dev) } else { target.recover_to_judge(&mut dev) };
+            if cfg!(debug_assertions) && !sampled {
+                check_recover_to_judge(target, &mounted, &dev, || {
+                    View::of_valid(state, &cells.choice(state, slots))
+                });
+            }
+            let mounted = mounted.map_err(|e| e.to_string())?;
             // Only a recovery that is crashed again needs its fingerprint.
             let fingerprint = sampled.then(|| target.fingerprint(&mounted, &dev));
             // A cell's slot as this run has it so far: the cells recovery read are fixed.
@@ -328,6 +335,37 @@ fn set(assigned: &mut Vec<(u32, Slot)>, cell: u32, before: Slot, slot: Slot) {
         assigned.push((cell, slot));
     } else if let Some(entry) = assigned.iter_mut().find(|(c, _)| *c == cell) {
         entry.1 = slot;
+    }
+}
+
+/// The promise of [`Target::recover_to_judge`], checked on one crash state: `recover` on the
+/// same state (`view`, read untracked) fails exactly when it did and, for a line-local target,
+/// gives a state with the same verdict key. (Nothing else is asked of `dev` here: a read
+/// through it would be tracked, and a debug build must explore what a release build does.)
+fn check_recover_to_judge<T: Target>(
+    target: &T,
+    judged: &Result<T::Mounted, T::Error>,
+    dev: &Device,
+    view: impl FnOnce() -> View,
+) {
+    let mut full_dev = Device::with_backing(Arc::new(view()));
+    let full = target.recover(&mut full_dev);
+    match (judged, &full) {
+        (Ok(judged), Ok(full)) => {
+            if target.line_local() {
+                assert_eq!(
+                    target.verdict_key(judged, dev),
+                    target.verdict_key(full, &full_dev),
+                    "recover_to_judge and recover give states with different verdict keys"
+                );
+            }
+        }
+        (Err(_), Err(_)) => {}
+        (judged, full) => panic!(
+            "recover_to_judge {} where recover {}",
+            if judged.is_ok() { "succeeds" } else { "fails" },
+            if full.is_ok() { "succeeds" } else { "fails" }
+        ),
     }
 }
 

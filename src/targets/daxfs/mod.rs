@@ -333,6 +333,12 @@ impl Target for DaxfsTarget {
         MetaStore::mount_unchecked(dev, self.config.mount.bugs).map(|(store, _, _)| store)
     }
 
+    /// Recovery without writing the replayed metadata back: the check reads the metadata
+    /// recovery returns and the data through `words`, never the device's metadata blocks.
+    fn recover_to_judge(&self, dev: &mut Device) -> Result<MetaStore, FsError> {
+        MetaStore::mount_to_judge(dev, self.config.mount.bugs).map(|(store, _, _)| store)
+    }
+
     /// The journal: every record and commit carries a crc, and replay must reject a damaged one
     /// (docs/design.md §4). Superblock and home metadata are checksummed too, but damage there is a
     /// typed mount error, not something to survive.

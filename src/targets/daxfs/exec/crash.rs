@@ -11,7 +11,7 @@ use crate::daxfs::fsck::fsck;
 use crate::daxfs::store::MetaStore;
 use crate::daxfs::tag::Word;
 use crate::daxfs::{BLOCK_BYTES, BlockNr, ExtentState, Ino};
-use crate::pmem::{Device, LineWords, PageSource, PmemAddr};
+use crate::pmem::{Device, LineWords, PageIdentity, PmemAddr};
 
 use super::record::{FileHistory, PageTable, RunRecord, WordVerdict};
 
@@ -221,11 +221,12 @@ struct CleanPages {
     /// the page's history (`PageHistory`), the page key, the block's bytes and its pending
     /// units. Exact: bytes and units are part of the key. Emptied when it reaches
     /// `ACROSS_PAGES_MAX`.
-    across: BTreeSet<AcrossKey>,
-    /// The same verdicts for pages no unit is pending on, keyed by who holds the durable page
-    /// (`LineWords::durable_source`) instead of by its bytes: looked up first, since it needs
-    /// no copy of the page. Every entry's content key is in `across` (both are emptied
-    /// together), which a debug build checks on every hit.
+    across: HashSet<AcrossKey, WordHash>,
+    /// The same verdicts keyed by who holds the page's bytes and pending units
+    /// (`LineWords::page_identity`: the durable page and its lines' unit lists) instead of by
+    /// their contents: looked up first, since it needs no copy of the page. Every entry's
+    /// content key is in `across` (both are emptied together), which a debug build checks on
+    /// every hit.
     across_ids: HashSet<AcrossId, WordHash>,
     across_record: u64,
     /// (file id, page) → the page's acked floors for the file's first `acks` acks
@@ -295,10 +296,61 @@ struct SharedTable {
 type PageKey = (u32, u64, u64, u64, u64);
 
 /// (page history, page key, the block's bytes, its pending units): see `CleanPages::across`.
-type AcrossKey = (PageHistory, PageKey, Box<[u8]>, Box<[(u64, u64)]>);
+/// Hashed by its history, page key and a digest of bytes and units (hashing every word would
+/// cost as much as the comparison it saves); compared field by field, digest first, so equal
+/// means equal bytes and units.
+#[derive(PartialEq, Eq)]
+struct AcrossKey {
+    history: PageHistory,
+    key: PageKey,
+    digest: u64,
+    bytes: Box<[u8]>,
+    units: Box<[(u64, u64)]>,
+}
 
-/// (page history, page key, who holds the page's durable bytes): see `CleanPages::across_ids`.
-type AcrossId = (PageHistory, PageKey, PageSource);
+impl AcrossKey {
+    fn new(history: PageHistory, key: PageKey, bytes: &[u8], units: Box<[(u64, u64)]>) -> Self {
+        let digest = page_digest(bytes, &units);
+        Self { history, key, digest, bytes: Box::from(bytes), units }
+    }
+}
+
+impl std::hash::Hash for AcrossKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.history.hash(state);
+        self.key.hash(state);
+        state.write_u64(self.digest);
+    }
+}
+
+/// A digest of a page's bytes and pending units: four independent multiply-rotate lanes, so
+/// it runs at several bytes per cycle. Equal inputs, equal digests; nothing else is promised.
+fn page_digest(bytes: &[u8], units: &[(u64, u64)]) -> u64 {
+    const M: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut lanes = [1u64, 2, 3, 4];
+    let mut mix = |j: usize, w: u64| lanes[j] = (lanes[j] ^ w).wrapping_mul(M).rotate_left(29);
+    let mut words = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")));
+    let mut j = 0;
+    for w in &mut words {
+        mix(j & 3, w);
+        j += 1;
+    }
+    let rest = bytes.len() % 8;
+    if rest != 0 {
+        let mut w = [0u8; 8];
+        w[..rest].copy_from_slice(&bytes[bytes.len() - rest..]);
+        mix(j & 3, u64::from_le_bytes(w));
+    }
+    for &(a, v) in units {
+        mix(0, a);
+        mix(1, v);
+    }
+    let (n, u) = (bytes.len() as u64, units.len() as u64);
+    lanes.iter().fold(n ^ u.rotate_left(32), |h, &l| (h ^ l).wrapping_mul(M).rotate_left(23))
+}
+
+/// (page history, page key, who holds the page's bytes and units): see `CleanPages::across_ids`.
+type AcrossId = (PageHistory, PageKey, PageIdentity);
 
 /// What a page's verdict reads of the record's history as of a crash point, for each of the
 /// inode's candidate incarnations (which the list names): the id of its page table and how
@@ -316,7 +368,7 @@ thread_local! {
             key: (0, 0, false),
             pages: HashSet::with_hasher(BuildHasherDefault::new()),
             free_pages: HashSet::with_hasher(BuildHasherDefault::new()),
-            across: BTreeSet::new(),
+            across: HashSet::with_hasher(BuildHasherDefault::new()),
             across_ids: HashSet::with_hasher(BuildHasherDefault::new()),
             across_record: 0,
             floors: HashMap::with_hasher(BuildHasherDefault::new()),
@@ -394,7 +446,7 @@ impl FileCheck<'_> {
                             if dev.read(addr, &mut buf).is_err() {
                                 return out;
                             }
-                            let k = page_history().map(|h| (h, key, Box::from(&buf[..]), Box::from([])));
+                            let k = page_history().map(|h| AcrossKey::new(h, key, &buf, Box::from([])));
                             if k.as_ref().is_some_and(|k| CLEAN.with(|c| c.borrow().across.contains(k))) {
                                 continue;
                             }
@@ -440,29 +492,32 @@ impl FileCheck<'_> {
                             }
                             let history = page_history().filter(|_| shared || free_key.is_some());
                             across_id = (history.as_ref())
-                                .filter(|_| shared)
-                                .and_then(|h| Some((h.clone(), key, words.durable_source(block.clone())?)));
+                                .and_then(|h| Some((h.clone(), key, words.page_identity(block.clone())?)));
                             if CLEAN.with(|c| {
                                 across_id.as_ref().is_some_and(|id| c.borrow().across_ids.contains(id))
                             }) {
                                 if cfg!(debug_assertions) {
                                     words.read(addr.0, &mut buf);
                                     let h = history.expect("an id has a history");
-                                    let k = (h, key, Box::from(&buf[..]), Box::from([]));
+                                    let units = words.units_in(block.clone()).into_boxed_slice();
+                                    let k = AcrossKey::new(h, key, &buf, units);
                                     let by_bytes = CLEAN.with(|c| c.borrow().across.contains(&k));
                                     assert!(
                                         by_bytes,
-                                        "a page known clean by its durable source is not by its bytes"
+                                        "a page known clean by its identity is not by its bytes"
                                     );
                                 }
-                                CLEAN.with(|c| c.borrow_mut().pages.insert(key));
+                                CLEAN.with(|c| {
+                                    let mut c = c.borrow_mut();
+                                    if shared { c.pages.insert(key) } else { c.free_pages.insert(key) }
+                                });
                                 words.touch(block);
                                 continue;
                             }
                             words.read(addr.0, &mut buf);
                             if let Some(h) = history {
                                 let units = words.units_in(block.clone()).into_boxed_slice();
-                                let k = (h, key, Box::from(&buf[..]), units);
+                                let k = AcrossKey::new(h, key, &buf, units);
                                 if CLEAN.with(|c| c.borrow().across.contains(&k)) {
                                     CLEAN.with(|c| {
                                         let mut c = c.borrow_mut();
