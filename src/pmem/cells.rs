@@ -1197,7 +1197,9 @@ mod tests {
             }
             let (initial, _, trace) = d.into_parts();
             let mut tracker = Tracker::new(&trace, initial, PersistenceModel::Adr);
-            let mut seen: Vec<(PageIdentity, Vec<u8>, Vec<(u64, u64)>)> = Vec::new();
+            // (identity, bytes, pending units) of every page seen so far.
+            type Seen = (PageIdentity, Vec<u8>, Vec<(u64, u64)>);
+            let mut seen: Vec<Seen> = Vec::new();
             for point in crate::pmem::crash_points(&trace, crate::pmem::Granularity::Fence) {
                 tracker.advance_to(point);
                 let state = tracker.crash_state();
