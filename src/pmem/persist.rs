@@ -1037,9 +1037,14 @@ impl<'t> Tracker<'t> {
                 self.lines.remove(&line);
             }
         }
-        durable.append(&mut self.nt);
-        // Program order matters only for units to the same address; sort to apply in order.
-        durable.sort_by_key(|u| u.seq);
+        // Program order matters only for units to the same address. A line's units are in
+        // program order and lines do not overlap, so write-back units alone apply in line
+        // order (which keeps a page's words together); NT units may share an address with
+        // them, so with any, everything is sorted into program order.
+        if !self.nt.is_empty() {
+            durable.append(&mut self.nt);
+            durable.sort_by_key(|u| u.seq);
+        }
         // Nothing pending is superseded: every NT unit is in `durable`, and a line keeps only
         // units stored after everything it wrote back (a prefix in program order, or all
         // units before an NT store to it).
