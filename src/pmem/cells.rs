@@ -253,28 +253,26 @@ impl Cells {
         out
     }
 
-    /// The pending lines (indexes into [`CrashState::lines`], ascending) of the line cells
-    /// overlapping `range`, if every pending unit there is a write-back unit of one of them
-    /// (no non-temporal unit, no torn store); `None` otherwise.
-    fn write_back_lines_in(&self, range: Range<u64>) -> Option<Vec<usize>> {
+    /// The line cells overlapping `range` (consecutive cell indexes), if every pending unit
+    /// there is a write-back unit of one of them (no non-temporal unit, no torn store); `None`
+    /// otherwise.
+    fn write_back_cells_in(&self, range: Range<u64>) -> Option<Range<usize>> {
         let torn_from = self.torn_units.partition_point(|u| u.addr < range.start);
         if self.torn_units.get(torn_from).is_some_and(|u| u.addr < range.end) {
             return None;
         }
         let first = self.line_cells.partition_point(|(line, _)| line + LINE_BYTES <= range.start);
-        let mut out = Vec::new();
-        for (c, &(line, _)) in self.line_cells.iter().enumerate().skip(first) {
-            if line >= range.end {
-                break;
-            }
-            match &self.cells[c].kind {
-                CellKind::Line { line: Some(i), deps, free_nt } if deps.is_empty() && free_nt.is_empty() => {
-                    out.push(*i);
-                }
-                _ => return None,
-            }
+        let end = first + self.line_cells[first..].partition_point(|&(line, _)| line < range.end);
+        let plain = |c: &Cell| matches!(&c.kind, CellKind::Line { line: Some(_), deps, free_nt } if deps.is_empty() && free_nt.is_empty());
+        self.cells[first..end].iter().all(plain).then_some(first..end)
+    }
+
+    /// The pending line (index into [`CrashState::lines`]) of a line cell that has one.
+    fn line_of(&self, cell: usize) -> Option<usize> {
+        match self.cells[cell].kind {
+            CellKind::Line { line, .. } => line,
+            CellKind::Torn => None,
         }
-        Some(out)
     }
 
     /// Number of cells; cell indexes are `0..len`.
@@ -723,6 +721,25 @@ impl PartialEq for PageIdentity {
 
 impl Eq for PageIdentity {}
 
+impl PageIdentity {
+    /// A digest of the identity (addresses of its holders): equal identities, equal digests;
+    /// for lookups only (addresses differ from run to run).
+    pub fn digest(&self) -> u64 {
+        identity_digest(self.source.ptr(), &mut self.lines.iter())
+    }
+}
+
+fn identity_digest(holder: (u8, usize), lines: &mut dyn Iterator<Item = &Arc<LineUnits>>) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let mut mix = |w: u64| h = (h ^ w).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(17);
+    mix(u64::from(holder.0));
+    mix(holder.1 as u64);
+    for l in lines {
+        mix(Arc::as_ptr(l) as usize as u64);
+    }
+    h
+}
+
 /// By address, as equality is: for lookups only.
 impl std::hash::Hash for PageIdentity {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
@@ -815,15 +832,40 @@ impl<'a> LineWords<'a> {
     /// at this or another crash point of the same walk, mean equal bytes and equal units.
     /// `None` if a non-temporal or torn unit is pending on the page, or without a crash state.
     pub fn page_identity(&self, range: Range<u64>) -> Option<PageIdentity> {
+        let state = self.state?;
+        self.identity_parts(range.clone(), |_, lines| PageIdentity {
+            source: state.base.page_source(range.start / PAGE_BYTES),
+            lines: lines.cloned().collect(),
+        })
+    }
+
+    /// [`PageIdentity::digest`] of [`Self::page_identity`], without building the identity.
+    pub fn page_identity_digest(&self, range: Range<u64>) -> Option<u64> {
+        self.identity_parts(range, |holder, lines| identity_digest(holder, lines))
+    }
+
+    /// Whether `id` is [`Self::page_identity`] of `range`, without building the identity.
+    pub fn is_page_identity(&self, range: Range<u64>, id: &PageIdentity) -> bool {
+        let same = self.identity_parts(range, |holder, lines| {
+            holder == id.source.ptr() && lines.map(Arc::as_ptr).eq(id.lines.iter().map(Arc::as_ptr))
+        });
+        same == Some(true)
+    }
+
+    /// Calls `f` with the parts of the identity of the page `range`, borrowed: its durable
+    /// holder ([`PageSource::ptr`]) and its lines' unit lists, ascending by address.
+    fn identity_parts<R>(
+        &self,
+        range: Range<u64>,
+        f: impl FnOnce((u8, usize), &mut dyn Iterator<Item = &Arc<LineUnits>>) -> R,
+    ) -> Option<R> {
         let (state, (cells, _)) = (self.state?, self.cells?);
         if range.start % PAGE_BYTES != 0 || range.end != range.start + PAGE_BYTES {
             return None;
         }
-        let lines = cells.write_back_lines_in(range.clone())?;
-        Some(PageIdentity {
-            source: state.base.page_source(range.start / PAGE_BYTES),
-            lines: lines.into_iter().map(|i| Arc::clone(&state.lines[i].units)).collect(),
-        })
+        let lines = cells.write_back_cells_in(range.clone())?;
+        let mut units = lines.map(|c| &state.lines[cells.line_of(c).expect("a write-back line cell")].units);
+        Some(f(state.base.page_holder(range.start / PAGE_BYTES), &mut units))
     }
 
     /// A single concrete image: no other values anywhere (the plain path).

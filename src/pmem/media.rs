@@ -140,7 +140,8 @@ pub enum PageSource {
 }
 
 impl PageSource {
-    fn ptr(&self) -> (u8, usize) {
+    /// The holder's kind and address: equal for equal sources (see [`PartialEq`]).
+    pub(crate) fn ptr(&self) -> (u8, usize) {
         match self {
             Self::Own(p) => (0, Arc::as_ptr(p) as *const u8 as usize),
             Self::Lower(l) => (1, Arc::as_ptr(l) as *const u8 as usize),
@@ -305,6 +306,15 @@ impl SparseImage {
         match chunk.and_then(|c| c[(index % CHUNK_PAGES) as usize].as_ref()) {
             Some(page) => PageSource::Own(Arc::clone(page)),
             None => PageSource::Lower(Arc::clone(&self.lower)),
+        }
+    }
+
+    /// [`Self::page_source`]'s [`PageSource::ptr`], without taking a reference to the holder.
+    pub(crate) fn page_holder(&self, index: u64) -> (u8, usize) {
+        let chunk = self.chunks.get(&(index / CHUNK_PAGES));
+        match chunk.and_then(|c| c[(index % CHUNK_PAGES) as usize].as_ref()) {
+            Some(page) => (0, Arc::as_ptr(page) as *const u8 as usize),
+            None => (1, Arc::as_ptr(&self.lower) as *const u8 as usize),
         }
     }
 

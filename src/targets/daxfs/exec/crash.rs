@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::hash::BuildHasherDefault;
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::Arc;
 
 use crate::check::{Violation, ViolationClass};
@@ -139,6 +139,7 @@ fn check_with(
             c.across_record = record.id;
             c.across.clear();
             c.across_ids.clear();
+            c.across_ids_len = 0;
             c.floors.clear();
             c.next_table = 0;
         }
@@ -224,10 +225,13 @@ struct CleanPages {
     across: HashSet<AcrossKey, WordHash>,
     /// The same verdicts keyed by who holds the page's bytes and pending units
     /// (`LineWords::page_identity`: the durable page and its lines' unit lists) instead of by
-    /// their contents: looked up first, since it needs no copy of the page. Every entry's
-    /// content key is in `across` (both are emptied together), which a debug build checks on
-    /// every hit.
-    across_ids: HashSet<AcrossId, WordHash>,
+    /// their contents: looked up first, since it needs no copy of the page. Filed under a hash
+    /// of the history, the page key and the identity's digest, so a lookup builds nothing;
+    /// every entry of the list is compared in full. Every entry's content key is in `across`
+    /// (both are emptied together), which a debug build checks on every hit.
+    across_ids: HashMap<u64, Vec<AcrossId>, WordHash>,
+    /// Entries of `across_ids`, over all its lists.
+    across_ids_len: usize,
     across_record: u64,
     /// (file id, page) → the page's acked floors for the file's first `acks` acks
     /// (`FileHistory::page_table`), kept across the crash points of `across_record` and
@@ -369,7 +373,8 @@ thread_local! {
             pages: HashSet::with_hasher(BuildHasherDefault::new()),
             free_pages: HashSet::with_hasher(BuildHasherDefault::new()),
             across: HashSet::with_hasher(BuildHasherDefault::new()),
-            across_ids: HashSet::with_hasher(BuildHasherDefault::new()),
+            across_ids: HashMap::with_hasher(BuildHasherDefault::new()),
+            across_ids_len: 0,
             across_record: 0,
             floors: HashMap::with_hasher(BuildHasherDefault::new()),
             next_table: 0,
@@ -432,7 +437,7 @@ impl FileCheck<'_> {
             // Set when this page's verdict, if clean, holds at every crash point of the record
             // with the same history epoch, bytes and pending units.
             let mut across_key: Option<AcrossKey> = None;
-            let mut across_id: Option<AcrossId> = None;
+            let mut across_id: Option<(u64, AcrossId)> = None;
             let block = match mapped {
                 Some((b, ExtentState::Written)) => {
                     let addr = self.store.geometry().block_addr(b);
@@ -491,11 +496,21 @@ impl FileCheck<'_> {
                                 free_key = Some(key);
                             }
                             let history = page_history().filter(|_| shared || free_key.is_some());
-                            across_id = (history.as_ref())
-                                .and_then(|h| Some((h.clone(), key, words.page_identity(block.clone())?)));
-                            if CLEAN.with(|c| {
-                                across_id.as_ref().is_some_and(|id| c.borrow().across_ids.contains(id))
-                            }) {
+                            // Looked up without building the identity; built only to be kept.
+                            let lookup = (history.as_ref()).and_then(|h| {
+                                let digest = words.page_identity_digest(block.clone())?;
+                                Some(WordHash::default().hash_one((h, key, digest)))
+                            });
+                            let known = |c: &CleanPages, lookup: u64| {
+                                c.across_ids.get(&lookup).is_some_and(|ids| {
+                                    ids.iter().any(|(h, k, id)| {
+                                        Some(h) == history.as_ref()
+                                            && *k == key
+                                            && words.is_page_identity(block.clone(), id)
+                                    })
+                                })
+                            };
+                            if lookup.is_some_and(|l| CLEAN.with(|c| known(&c.borrow(), l))) {
                                 if cfg!(debug_assertions) {
                                     words.read(addr.0, &mut buf);
                                     let h = history.expect("an id has a history");
@@ -514,6 +529,15 @@ impl FileCheck<'_> {
                                 words.touch(block);
                                 continue;
                             }
+                            across_id = lookup.and_then(|l| {
+                                let id = (history.clone()?, key, words.page_identity(block.clone())?);
+                                debug_assert_eq!(
+                                    l,
+                                    WordHash::default().hash_one((&id.0, key, id.2.digest())),
+                                    "a page identity's digest, built and borrowed"
+                                );
+                                Some((l, id))
+                            });
                             words.read(addr.0, &mut buf);
                             if let Some(h) = history {
                                 let units = words.units_in(block.clone()).into_boxed_slice();
@@ -527,10 +551,11 @@ impl FileCheck<'_> {
                                             c.free_pages.insert(key)
                                         };
                                         if let Some(id) = across_id.take() {
-                                            if c.across_ids.len() >= ACROSS_PAGES_MAX {
+                                            if c.across_ids_len >= ACROSS_PAGES_MAX {
                                                 c.across_ids.clear();
+                                                c.across_ids_len = 0;
                                             }
-                                            c.across_ids.insert(id);
+                                            insert_id(&mut c, id);
                                         }
                                     });
                                     words.touch(block);
@@ -595,14 +620,26 @@ impl FileCheck<'_> {
     }
 }
 
-fn insert_across(c: &mut CleanPages, key: Option<AcrossKey>, id: Option<AcrossId>) {
+fn insert_across(c: &mut CleanPages, key: Option<AcrossKey>, id: Option<(u64, AcrossId)>) {
     let Some(key) = key else { return };
-    if c.across.len() >= ACROSS_PAGES_MAX || c.across_ids.len() >= ACROSS_PAGES_MAX {
+    if c.across.len() >= ACROSS_PAGES_MAX || c.across_ids_len >= ACROSS_PAGES_MAX {
         c.across.clear();
         c.across_ids.clear();
+        c.across_ids_len = 0;
     }
     c.across.insert(key);
-    c.across_ids.extend(id);
+    if let Some(id) = id {
+        insert_id(c, id);
+    }
+}
+
+/// Files `id` under its lookup hash (see `CleanPages::across_ids`).
+fn insert_id(c: &mut CleanPages, (lookup, id): (u64, AcrossId)) {
+    let ids = c.across_ids.entry(lookup).or_default();
+    if !ids.contains(&id) {
+        ids.push(id);
+        c.across_ids_len += 1;
+    }
 }
 
 /// What a page's verdict takes from the recovered state's allocation epoch (see
