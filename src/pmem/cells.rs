@@ -33,11 +33,23 @@ pub enum Slot {
 #[derive(Clone, Debug)]
 enum CellKind {
     /// One cache line: its pending write-back units (`line`, an index into
-    /// [`CrashState::lines`]), the NT units waiting on them (`deps`, `(prefix, nt index)`
-    /// ascending), and the NT units in it that wait on nothing (`free_nt`).
-    Line { line: Option<usize>, deps: Vec<(u32, usize)>, free_nt: Vec<usize> },
+    /// [`CrashState::lines`]) and its NT units, if any (most lines have none).
+    Line { line: Option<usize>, nt: Option<Box<LineNt>> },
     /// eADR: the store at the crash point, cut after any prefix of [`CrashState::torn`].
     Torn,
+}
+
+/// The NT units of a line cell: those waiting on its write-back units (`deps`, `(prefix, nt
+/// index)` ascending), and those that wait on nothing (`free_nt`).
+#[derive(Clone, Debug)]
+struct LineNt {
+    deps: Vec<(u32, usize)>,
+    free_nt: Vec<usize>,
+}
+
+/// `(deps, free_nt)` of a line cell's NT units (both empty without any).
+fn nt_parts(nt: &Option<Box<LineNt>>) -> (&[(u32, usize)], &[usize]) {
+    nt.as_deref().map_or((&[], &[]), |n| (&n.deps[..], &n.free_nt[..]))
 }
 
 #[derive(Clone, Debug)]
@@ -156,7 +168,8 @@ impl Cells {
                 units[first_unit..].sort_by_key(|u| (u.addr, u.seq));
             }
             ranges.push((line_addr, line_addr + LINE_BYTES, cell));
-            cells.push(Cell { kind: CellKind::Line { line, deps, free_nt }, count });
+            let nt = (!deps.is_empty() || !free_nt.is_empty()).then(|| Box::new(LineNt { deps, free_nt }));
+            cells.push(Cell { kind: CellKind::Line { line, nt }, count });
         }
         let torn = (!state.torn.is_empty()).then(|| {
             let cell = cells.len() as u32;
@@ -263,7 +276,7 @@ impl Cells {
         }
         let first = self.line_cells.partition_point(|(line, _)| line + LINE_BYTES <= range.start);
         let end = first + self.line_cells[first..].partition_point(|&(line, _)| line < range.end);
-        let plain = |c: &Cell| matches!(&c.kind, CellKind::Line { line: Some(_), deps, free_nt } if deps.is_empty() && free_nt.is_empty());
+        let plain = |c: &Cell| matches!(&c.kind, CellKind::Line { line: Some(_), nt: None });
         self.cells[first..end].iter().all(plain).then_some(first..end)
     }
 
@@ -328,7 +341,8 @@ impl Cells {
 
     fn decode(&self, state: &CrashState, c: &mut Choice, cell: &Cell, r: u128) {
         match &cell.kind {
-            CellKind::Line { line, deps, free_nt } => {
+            CellKind::Line { line, nt } => {
+                let (deps, free_nt) = nt_parts(nt);
                 let wb = line.map_or(0, |i| state.lines[i].units.len());
                 let group = line_group_count(wb, deps);
                 if let Some(i) = *line {
@@ -446,7 +460,8 @@ impl Cells {
     /// Appends the units choice `r` of `cell` persists.
     fn cell_units(&self, state: &CrashState, cell: &Cell, r: u128, out: &mut Vec<Unit>) {
         match &cell.kind {
-            CellKind::Line { line, deps, free_nt } => {
+            CellKind::Line { line, nt } => {
+                let (deps, free_nt) = nt_parts(nt);
                 let wb = line.map_or(0, |i| state.lines[i].units.len());
                 let group = line_group_count(wb, deps);
                 if let Some(i) = *line {
@@ -1113,7 +1128,8 @@ mod tests {
                 torn_index,
             };
             match &cell.kind {
-                CellKind::Line { line, deps, free_nt } => {
+                CellKind::Line { line, nt } => {
+                    let (deps, free_nt) = nt_parts(nt);
                     flat.extend(line.iter().flat_map(|&i| state.lines[i].units.iter()).map(|u| unit(u, 0)));
                     flat.extend(deps.iter().map(|&(_, k)| unit(&state.nt[k], 0)));
                     flat.extend(free_nt.iter().map(|&k| unit(&state.nt[k], 0)));
