@@ -681,6 +681,12 @@ impl TrackedView {
         &self.view
     }
 
+    /// The plain view underneath as a backing of its own (reads through it are not logged),
+    /// sharing this view: nothing is copied.
+    pub fn untracked(self: &Arc<Self>) -> Arc<dyn Backing> {
+        Arc::new(Untracked(Arc::clone(self)))
+    }
+
     fn log_range(&self, addr: u64, len: u64) {
         if !self.log.on.load(Ordering::Relaxed) {
             return;
@@ -706,6 +712,18 @@ impl Backing for TrackedView {
     }
     fn note_read(&self, addr: u64, len: u64) {
         self.log_range(addr, len);
+    }
+}
+
+/// [`TrackedView::untracked`].
+struct Untracked(Arc<TrackedView>);
+
+impl Backing for Untracked {
+    fn size_bytes(&self) -> u64 {
+        self.0.view.size_bytes()
+    }
+    fn read_at(&self, addr: u64, buf: &mut [u8]) {
+        self.0.view.read_at(addr, buf);
     }
 }
 
