@@ -773,16 +773,6 @@ fn identity_digest(holder: (u8, usize), lines: &mut dyn Iterator<Item = &Arc<Lin
     h
 }
 
-/// By address, as equality is: for lookups only.
-impl std::hash::Hash for PageIdentity {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.source.hash(state);
-        for l in &self.lines[..] {
-            state.write_usize(Arc::as_ptr(l) as usize);
-        }
-    }
-}
-
 impl std::fmt::Debug for PageIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PageIdentity")

@@ -157,26 +157,6 @@ impl PartialEq for PageSource {
 
 impl Eq for PageSource {}
 
-/// By address, as equality is: for lookups only.
-impl std::hash::Hash for PageSource {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.ptr().hash(state);
-    }
-}
-
-impl PartialOrd for PageSource {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// By address: an order for lookups only, never for anything a result shows.
-impl Ord for PageSource {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.ptr().cmp(&other.ptr())
-    }
-}
-
 impl std::fmt::Debug for PageSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
