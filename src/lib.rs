@@ -12,6 +12,7 @@ pub mod pmem;
 pub mod rng;
 #[doc(hidden)]
 pub mod sched;
+pub mod selfcheck;
 pub mod sweep;
 pub mod target;
 pub mod targets;

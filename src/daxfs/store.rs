@@ -255,7 +255,7 @@ impl MetaStore {
             // running transaction when it fills or its interval ends.
             self.force_all(dev)?;
         }
-        if cfg!(debug_assertions) {
+        if crate::self_check_due!() {
             let problems = fsck(&self.meta, &self.geom);
             assert!(
                 problems.is_empty(),

@@ -68,6 +68,12 @@ pub const POINTS_PER_INPUT: usize = 16;
 /// input in four or one in eight (each explored input is judged the same way, and exploration
 /// dominates the time), while one in eight gives the run-time races twice the executions.
 pub const EXPLORE_ONE_IN: u64 = 8;
+/// A fuzz target, built with debug assertions by default, runs one in this many of each of the
+/// engine's debug self-checks (a shortcut compared with its plain path, [`crate::selfcheck`]):
+/// on every call they cost `crash_workload` about half its executions, and a campaign's
+/// millions of executions still run each check many times. Set by the harnesses' `from_env`
+/// constructors; tests run every check.
+pub const SELF_CHECK_RATE: u32 = 16;
 /// Violations collected from one failing input before the harness reports the most basic
 /// (only failing inputs pay for it).
 pub const VIOLATIONS_PER_INPUT: usize = 32;
@@ -126,8 +132,10 @@ impl FuzzConfig {
         Ok(FuzzConfig::new(BugSet::parse_list(list)?))
     }
 
-    /// Reads `CRASHSIM_BUGS` from the environment (unset: the fixed model).
+    /// Reads `CRASHSIM_BUGS` from the environment (unset: the fixed model). For a fuzz
+    /// target's init: it also sets the process's debug self-checks to [`SELF_CHECK_RATE`].
     pub fn from_env() -> Result<FuzzConfig, FuzzConfigError> {
+        crate::selfcheck::set_rate(SELF_CHECK_RATE);
         FuzzConfig::from_bug_list(&std::env::var(BUGS_ENV).unwrap_or_default())
     }
 

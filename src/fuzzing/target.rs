@@ -275,8 +275,10 @@ impl<T: Target> TargetHarness<T> {
     }
 }
 
-/// The target `T` with the bugs `CRASHSIM_BUGS` names.
+/// The target `T` with the bugs `CRASHSIM_BUGS` names. For a fuzz target's init: it also sets
+/// the process's debug self-checks to [`super::SELF_CHECK_RATE`].
 pub fn target_from_env<T: Target>() -> Result<T, ConfigError> {
+    crate::selfcheck::set_rate(super::SELF_CHECK_RATE);
     let list = std::env::var(BUGS_ENV).unwrap_or_default();
     let bugs: Vec<&str> = list.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
     let options = TargetOptions::with_bugs(&bugs);

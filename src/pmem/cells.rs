@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use super::media::{Backing, PAGE_BYTES, PageSource};
 use super::persist::{
-    Choice, CrashState, LineUnits, View, decode_line_group, line_group_at, line_group_count, pow2,
+    Choice, CrashState, LineUnits, PendingLine, View, decode_line_group, line_group_at, line_group_count,
+    pow2,
 };
 use super::{LINE_BYTES, PmemError, Unit};
 
@@ -71,9 +72,20 @@ struct CellUnit {
     torn_index: u32,
 }
 
-/// The cells of one crash state.
+/// Where a line cell's units are: its pending line's own units, shared with the crash state
+/// (most lines: one store's or a zeroing's units, in address order already, and no NT unit),
+/// or a range of [`Cells`]'s `units`, sorted there.
+#[derive(Copy, Clone, Debug)]
+enum LineSrc {
+    /// The units of [`CrashState::lines`]`[i]`, as they are.
+    Shared(u32),
+    /// `units[start..end]`.
+    Own(u32, u32),
+}
+
+/// The cells of one crash state, borrowing its pending lines' units.
 #[derive(Clone, Debug)]
-pub struct Cells {
+pub struct Cells<'s> {
     cells: Vec<Cell>,
     /// The torn cell's index, if the state has one.
     torn: Option<u32>,
@@ -81,13 +93,16 @@ pub struct Cells {
     /// a line.
     ranges: Arc<[(u64, u64, u32)]>,
     /// Per line cell (cells `0..line_cells.len()`, ascending by line address): its line's
-    /// address and where its units start in `units` (they end where the next cell's start).
-    line_cells: Vec<(u64, u32)>,
-    /// The line cells' units, cell by cell, each cell's ascending by (address, program order):
-    /// with `torn_units`, every pending unit.
+    /// address and where its units are. Each cell's units are ascending by (address, program
+    /// order); with `torn_units`, they are every pending unit.
+    line_cells: Vec<(u64, LineSrc)>,
+    /// The state's pending lines, whose units the [`LineSrc::Shared`] cells hand out.
+    lines: &'s [PendingLine],
+    /// The units of the [`LineSrc::Own`] cells: lines with NT units, or whose program order is
+    /// not address order.
     units: Vec<Unit>,
     /// The torn cell's units, ascending by address (as [`CrashState::torn`] holds them).
-    torn_units: Vec<Unit>,
+    torn_units: &'s [Unit],
     /// The product of every cell's choice count (the point's crash states), if it fits.
     total: Option<u128>,
     /// Its base-2 logarithm, for the products that do not fit (NaN when `total` is known).
@@ -113,10 +128,10 @@ fn log2_product(counts: impl Iterator<Item = u128>) -> f64 {
     sum + product.log2()
 }
 
-impl Cells {
+impl<'s> Cells<'s> {
     /// The cells of `state`: one per cache line holding pending units (write-back, or
     /// non-temporal only), ascending by address, then the torn store's cell (eADR) last.
-    pub fn new(state: &CrashState) -> Self {
+    pub fn new(state: &'s CrashState) -> Self {
         let mut groups = state.nt_groups();
         // NT units that wait on nothing, by line (then program order): lines holding only
         // those get cells of their own.
@@ -127,8 +142,7 @@ impl Cells {
         let mut cells = Vec::with_capacity(capacity);
         let mut ranges = Vec::with_capacity(capacity + state.torn.len());
         let mut line_cells = Vec::with_capacity(capacity);
-        let unit_count = state.lines.iter().map(|l| l.units.len()).sum::<usize>() + state.nt.len();
-        let mut units = Vec::with_capacity(unit_count);
+        let mut units = Vec::new();
         // Merge the write-back lines (ascending) with the free NT lines (ascending).
         let (mut i, mut j) = (0usize, 0usize);
         loop {
@@ -150,23 +164,28 @@ impl Cells {
             }
             let cell = cells.len() as u32;
             let deps = line.map(|i| std::mem::take(&mut groups.per_line[i])).unwrap_or_default();
-            let wb = line.map_or(0, |i| state.lines[i].units.len());
+            let wb = line.map_or(0, |i| state.lines[i].unit_count());
             let count = line_group_count(wb, &deps).saturating_mul(pow2(free_nt.len()));
-            let first_unit = units.len();
-            line_cells.push((line_addr, u32::try_from(first_unit).expect("pending units fit in 32 bits")));
-            if let Some(i) = line {
-                units.extend_from_slice(&state.lines[i].units);
-            }
-            units.extend(deps.iter().map(|&(_, k)| state.nt[k]));
-            units.extend(free_nt.iter().map(|&k| state.nt[k]));
             // Program order is address order already for most lines (one store's units, a
-            // zeroing's): the flag is kept with the line, so the check is not repeated.
-            let in_order = deps.is_empty()
-                && free_nt.is_empty()
-                && line.is_none_or(|i| state.lines[i].units.by_address());
-            if !in_order {
-                units[first_unit..].sort_by_key(|u| (u.addr, u.seq));
-            }
+            // zeroing's): the flag is kept with the line, so the check is not repeated. Those
+            // lines' units are handed out where they are, not copied.
+            let shared =
+                deps.is_empty() && free_nt.is_empty() && line.is_some_and(|i| state.lines[i].by_address());
+            let src = match line {
+                Some(i) if shared => LineSrc::Shared(u32::try_from(i).expect("pending lines fit in 32 bits")),
+                _ => {
+                    let first_unit = units.len();
+                    if let Some(i) = line {
+                        units.extend_from_slice(&state.lines[i].units);
+                    }
+                    units.extend(deps.iter().map(|&(_, k)| state.nt[k]));
+                    units.extend(free_nt.iter().map(|&k| state.nt[k]));
+                    units[first_unit..].sort_by_key(|u| (u.addr, u.seq));
+                    let at = |n: usize| u32::try_from(n).expect("pending units fit in 32 bits");
+                    LineSrc::Own(at(first_unit), at(units.len()))
+                }
+            };
+            line_cells.push((line_addr, src));
             ranges.push((line_addr, line_addr + LINE_BYTES, cell));
             let nt = (!deps.is_empty() || !free_nt.is_empty()).then(|| Box::new(LineNt { deps, free_nt }));
             cells.push(Cell { kind: CellKind::Line { line, nt }, count });
@@ -183,7 +202,6 @@ impl Cells {
             ranges.sort_unstable();
         }
         debug_assert!(ranges.is_sorted() && state.torn.is_sorted_by_key(|u| u.addr));
-        debug_assert!(units.is_sorted_by_key(|u| (u.addr, u.seq)), "line cells' units in address order");
         let total =
             cells.iter().try_fold(1u128, |n, c| n.checked_mul(c.count).filter(|_| c.count < u128::MAX));
         // Only products that do not fit need the logarithm.
@@ -203,8 +221,9 @@ impl Cells {
             torn,
             ranges: ranges.into(),
             line_cells,
+            lines: &state.lines,
             units,
-            torn_units: state.torn.clone(),
+            torn_units: &state.torn,
             total,
             log2_total,
         }
@@ -223,12 +242,14 @@ impl Cells {
             CellUnit { addr: u.addr, value: u.value, seq: u.seq, cell, torn_index: j as u32 }
         });
         let mut next_torn = torn.next();
-        for (c, &(line, start)) in self.line_cells.iter().enumerate().skip(first) {
+        for (c, &(line, src)) in self.line_cells.iter().enumerate().skip(first) {
             if line >= range.end {
                 break;
             }
-            let end = self.line_cells.get(c + 1).map_or(self.units.len(), |&(_, end)| end as usize);
-            let units = &self.units[start as usize..end];
+            let units = self.line_units(src);
+            if crate::self_check_due!() {
+                assert!(units.is_sorted_by_key(|u| (u.addr, u.seq)), "a line cell's units in address order");
+            }
             let cell = c as u32;
             let from = if line >= range.start { 0 } else { units.partition_point(|u| u.addr < range.start) };
             for u in &units[from..] {
@@ -264,6 +285,14 @@ impl Cells {
             true
         });
         out
+    }
+
+    /// The units of a line cell, ascending by (address, program order).
+    fn line_units(&self, src: LineSrc) -> &[Unit] {
+        match src {
+            LineSrc::Shared(i) => &self.lines[i as usize].units,
+            LineSrc::Own(start, end) => &self.units[start as usize..end as usize],
+        }
     }
 
     /// The line cells overlapping `range` (consecutive cell indexes), if every pending unit
@@ -343,7 +372,7 @@ impl Cells {
         match &cell.kind {
             CellKind::Line { line, nt } => {
                 let (deps, free_nt) = nt_parts(nt);
-                let wb = line.map_or(0, |i| state.lines[i].units.len());
+                let wb = line.map_or(0, |i| state.lines[i].unit_count());
                 let group = line_group_count(wb, deps);
                 if let Some(i) = *line {
                     decode_line_group(c, i, deps, r % group);
@@ -442,7 +471,7 @@ impl Cells {
             }
         }
         let view = View::from_persisted(state, persisted);
-        if cfg!(debug_assertions) {
+        if crate::self_check_due!() {
             let plain = View::new(state, &self.choice(state, slots))?;
             assert!(view.same_as(&plain), "the sparse view of {assigned:?} differs from the dense one");
         }
@@ -462,7 +491,7 @@ impl Cells {
         match &cell.kind {
             CellKind::Line { line, nt } => {
                 let (deps, free_nt) = nt_parts(nt);
-                let wb = line.map_or(0, |i| state.lines[i].units.len());
+                let wb = line.map_or(0, |i| state.lines[i].unit_count());
                 let group = line_group_count(wb, deps);
                 if let Some(i) = *line {
                     let (prefix, free, bits) = line_group_at(deps, r % group);
@@ -641,11 +670,13 @@ impl TrackedView {
     /// whose slot is not free) and not read by this run.
     pub fn all_free_in(&self, pinned: &[u64], lo: u32, hi: u32) -> bool {
         let free = !any_bit(lo, hi, |w| pinned[w] | self.log.seen[w].load(Ordering::Relaxed));
-        debug_assert_eq!(
-            free,
-            (lo..hi).all(|c| pinned[c as usize / 64] & (1 << (c % 64)) == 0 && !self.was_read(c)),
-            "word-wide test of cells {lo}..{hi}"
-        );
+        if crate::self_check_due!() {
+            assert_eq!(
+                free,
+                (lo..hi).all(|c| pinned[c as usize / 64] & (1 << (c % 64)) == 0 && !self.was_read(c)),
+                "word-wide test of cells {lo}..{hi}"
+            );
+        }
         free
     }
 
@@ -788,7 +819,7 @@ impl std::fmt::Debug for PageIdentity {
 /// word depends only on that word's value and on the recovered metadata.
 pub struct LineWords<'a> {
     image: &'a dyn Backing,
-    cells: Option<(&'a Cells, &'a [Slot])>,
+    cells: Option<(&'a Cells<'a>, &'a [Slot])>,
     /// The run's read log: a cell read by this run is fixed, not free.
     tracked: Option<&'a TrackedView>,
     /// One bit per cell whose slot is not [`Slot::Free`] (the bits of `slots`, for word-wide
@@ -976,7 +1007,7 @@ impl<'a> LineWords<'a> {
                 _ => out.push((lo, hi)),
             }
         }
-        if cfg!(debug_assertions) {
+        if crate::self_check_due!() {
             let mut plain: Vec<u32> = self.touched.borrow().iter().flat_map(|&(lo, hi)| lo..hi).collect();
             plain.sort_unstable();
             plain.dedup();
@@ -1044,8 +1075,8 @@ mod tests {
     use crate::pmem::{CrashPoint, Device, PersistenceModel, PmemAddr, Tracker};
     use crate::rng::rng_from_seed;
 
-    /// A crash state with `lines` pending lines spread over a few pages, and its cells.
-    fn pending_state(seed: u64, lines: u64) -> (CrashState, Cells) {
+    /// A crash state with `lines` pending lines spread over a few pages.
+    fn pending_state(seed: u64, lines: u64) -> CrashState {
         let mut rng = rng_from_seed(seed);
         let mut d = Device::new(64 * PAGE_BYTES);
         for _ in 0..lines {
@@ -1058,9 +1089,7 @@ mod tests {
         let (initial, _, trace) = d.into_parts();
         let mut tracker = Tracker::new(&trace, initial, PersistenceModel::Adr);
         tracker.advance_to(end);
-        let state = tracker.crash_state();
-        let cells = Cells::new(&state);
-        (state, cells)
+        tracker.crash_state()
     }
 
     /// The word-wide tests of runs of cells (`all_free_in`, `not_free_in`, `LineWords::all_free`)
@@ -1069,7 +1098,8 @@ mod tests {
     #[test]
     fn run_tests_of_free_cells_match_the_cell_by_cell_ones() {
         for seed in 0..40 {
-            let (state, cells) = pending_state(seed, 300);
+            let state = pending_state(seed, 300);
+            let cells = Cells::new(&state);
             let n = cells.len() as u32;
             let mut rng = rng_from_seed(1000 + seed);
             let slots: Vec<Slot> = (0..n)

@@ -66,6 +66,27 @@ pub struct Unit {
     pub seq: usize,
 }
 
+/// How many lines ahead [`Tracker::crash_state`] fetches a line's shared units.
+const PREFETCH_AHEAD: usize = 8;
+
+/// Asks the CPU to fetch the cache lines of `*p` (its first 128 bytes) ahead of their use: a hint
+/// with no effect on what any code computes.
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let p = p.cast::<i8>();
+        // SAFETY: prefetching is a hint: it never faults, whatever the address, and changes no
+        // memory; `wrapping_add` keeps the second address computation defined.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p);
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// The pending write-back units of one cache line, in program order. At a crash the line holds
 /// the durable base plus some prefix of these.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +97,46 @@ pub struct PendingLine {
     /// with the walk that made the state (and with the states of later crash points, until the
     /// line changes).
     pub units: Arc<LineUnits>,
+    /// `units.len()`, `units.by_address()` and `units.digest()`, copied when the state was
+    /// made: a state's walks over its lines then read this vector, not every line's shared
+    /// units (tens of thousands of scattered allocations at a point inside a zeroing).
+    count: u32,
+    by_address: bool,
+    digest: u128,
+}
+
+impl PendingLine {
+    /// The line's pending units, shared.
+    pub fn new(line: u64, units: Arc<LineUnits>) -> Self {
+        let count = u32::try_from(units.len()).expect("a line's pending units fit in 32 bits");
+        let by_address = units.by_address();
+        let digest = units.digest();
+        Self { line, units, count, by_address, digest }
+    }
+
+    /// How many units are pending (`units.len()`).
+    pub fn unit_count(&self) -> usize {
+        if crate::self_check_due!() {
+            assert_eq!(self.count as usize, self.units.len(), "a pending line's count");
+        }
+        self.count as usize
+    }
+
+    /// [`LineUnits::digest`] of the units.
+    pub fn digest(&self) -> u128 {
+        if crate::self_check_due!() {
+            assert_eq!(self.digest, self.units.digest(), "a pending line's digest");
+        }
+        self.digest
+    }
+
+    /// Whether the units in program order are ascending by address ([`LineUnits::by_address`]).
+    pub fn by_address(&self) -> bool {
+        if crate::self_check_due!() {
+            assert_eq!(self.by_address, self.units.by_address(), "a pending line's order flag");
+        }
+        self.by_address
+    }
 }
 
 /// A line's pending units in program order, with a digest of them (and whether they are in
@@ -93,7 +154,9 @@ impl LineUnits {
     /// A digest of the units (addresses, values and count; not their program-order stamps).
     pub fn digest(&self) -> u128 {
         let d = *self.digest.get_or_init(|| digest_units(&self.units));
-        debug_assert_eq!(d, digest_units(&self.units), "a stale digest of a line's pending units");
+        if crate::self_check_due!() {
+            assert_eq!(d, digest_units(&self.units), "a stale digest of a line's pending units");
+        }
         d
     }
 
@@ -103,7 +166,9 @@ impl LineUnits {
     pub fn by_address(&self) -> bool {
         let plain = || self.units.is_sorted_by_key(|u| (u.addr, u.seq));
         let s = *self.sorted.get_or_init(plain);
-        debug_assert_eq!(s, plain(), "a stale order flag of a line's pending units");
+        if crate::self_check_due!() {
+            assert_eq!(s, plain(), "a stale order flag of a line's pending units");
+        }
         s
     }
 }
@@ -267,7 +332,7 @@ mod runs {
 impl CrashState {
     /// Pending write-back and NT units (the torn store's units are not pending: see `torn`).
     pub fn pending_units(&self) -> usize {
-        self.lines.iter().map(|l| l.units.len()).sum::<usize>() + self.nt.len()
+        self.lines.iter().map(|l| l.unit_count()).sum::<usize>() + self.nt.len()
     }
 
     /// Number of valid choices, saturating: per line, Σ over its prefixes p of 2^(NT units
@@ -276,7 +341,7 @@ impl CrashState {
         let groups = self.nt_groups();
         let mut n = (self.torn.len() as u128).saturating_add(1);
         for (i, deps) in groups.per_line.iter().enumerate() {
-            n = n.saturating_mul(line_group_count(self.lines[i].units.len(), deps));
+            n = n.saturating_mul(line_group_count(self.lines[i].unit_count(), deps));
         }
         n.saturating_mul(pow2(groups.free.len()))
     }
@@ -290,7 +355,7 @@ impl CrashState {
     /// the store at the crash point cut just before its last unit).
     pub fn choice_all(&self) -> Choice {
         Choice {
-            line_prefix: self.lines.iter().map(|l| l.units.len() as u32).collect(),
+            line_prefix: self.lines.iter().map(|l| l.unit_count() as u32).collect(),
             nt_mask: vec![true; self.nt.len()],
             torn: self.torn.len() as u32,
         }
@@ -304,7 +369,7 @@ impl CrashState {
         let total = self.choice_count();
         let groups = self.nt_groups();
         let radix: Vec<u128> = (groups.per_line.iter().enumerate())
-            .map(|(i, deps)| line_group_count(self.lines[i].units.len(), deps))
+            .map(|(i, deps)| line_group_count(self.lines[i].unit_count(), deps))
             .collect();
         (0..total).map(move |mut k| {
             let mut c = self.choice_none();
@@ -509,7 +574,9 @@ impl View {
     /// [`Self::new`] of a choice the harness made itself (enumerated, sampled, or decoded from
     /// cells), which fits its state by construction: checked in debug builds only.
     pub fn of_valid(state: &CrashState, choice: &Choice) -> Self {
-        debug_assert_eq!(state.check_choice(choice), Ok(()), "a harness-made choice fits its state");
+        if crate::self_check_due!() {
+            assert_eq!(state.check_choice(choice), Ok(()), "a harness-made choice fits its state");
+        }
         let nt_chosen = choice.nt_mask.iter().any(|&m| m);
         if choice.torn > 0 && !nt_chosen && choice.line_prefix.iter().all(|&p| p == 0) {
             return Self::new_torn(state, choice.torn as usize);
@@ -814,8 +881,7 @@ impl<'t> Tracker<'t> {
         let (latest, hash) = self.latest.as_ref()?;
         let view =
             View { base: Arc::new(latest.clone()), units: Vec::new(), hash: *hash, over_state_base: false };
-        #[cfg(debug_assertions)]
-        {
+        if crate::self_check_due!() {
             let state = self.crash_state();
             let plain = View::of_valid(&state, &state.choice_all());
             assert_eq!(plain.hash, view.hash, "the latest image's hash at crash point {}", self.pos);
@@ -855,12 +921,19 @@ impl<'t> Tracker<'t> {
 
     /// The crash state if power were cut now (before the next event completes).
     pub fn crash_state(&self) -> CrashState {
-        let lines: Vec<PendingLine> = self
-            .lines
-            .iter()
-            .filter(|(_, l)| !l.pending.is_empty())
-            .map(|(&line, l)| PendingLine { line, units: Arc::clone(&l.pending) })
-            .collect();
+        // Each line's shared units are a separate allocation, and a point inside a zeroing has
+        // tens of thousands: they are fetched a few lines ahead of their use.
+        let held: Vec<(u64, &Arc<LineUnits>)> =
+            self.lines.iter().map(|(&line, l)| (line, &l.pending)).collect();
+        let mut lines = Vec::with_capacity(held.len());
+        for (k, &(line, units)) in held.iter().enumerate() {
+            if let Some(&(_, ahead)) = held.get(k + PREFETCH_AHEAD) {
+                prefetch(Arc::as_ptr(ahead));
+            }
+            if !units.is_empty() {
+                lines.push(PendingLine::new(line, Arc::clone(units)));
+            }
+        }
         CrashState {
             point: CrashPoint(self.pos),
             model: self.model,
@@ -1052,8 +1125,10 @@ impl<'t> Tracker<'t> {
         self.durable.swap_words(durable.iter().map(|u| (u.addr, u.value)), |addr, old, new| {
             *hash = rehash(*hash, addr, old, new);
         });
-        for u in durable {
-            debug_assert!(!self.drop_superseded(u), "a fence left a unit older than {u:?} pending");
+        if crate::self_check_due!() {
+            for u in durable {
+                assert!(!self.drop_superseded(u), "a fence left a unit older than {u:?} pending");
+            }
         }
     }
 

@@ -136,11 +136,13 @@ impl<T: Target> Explorer<'_, '_, T> {
             // `fixed` is now the leaf's own assignment: every cell the run read is fixed.
             stack.extend(children.into_iter().rev());
             let leaf_covered = cells.covered(&fixed);
-            debug_assert_eq!(
-                leaf_covered,
-                cells.covered_dense(&dense.slots),
-                "sparse and dense coverage of a leaf"
-            );
+            if crate::self_check_due!() {
+                assert_eq!(
+                    leaf_covered,
+                    cells.covered_dense(&dense.slots),
+                    "sparse and dense coverage of a leaf"
+                );
+            }
             covered = covered.saturating_add(leaf_covered);
             self.report.crash_states += 1;
             self.report.unique_states += 1;
@@ -197,9 +199,9 @@ impl<T: Target> Explorer<'_, '_, T> {
         let line_local = target.line_local();
         let mut others_judged = 0u64;
         let mut reused = false;
-        // Debug builds check `recover_to_judge` against `recover` on every fourth leaf (the
-        // fuzz harness runs with debug assertions: on every leaf it halved its rate).
-        let cross_check = cfg!(debug_assertions) && !sampled && self.report.recoveries % 4 == 0;
+        // Debug builds check `recover_to_judge` against `recover` on every fourth leaf (on
+        // every leaf it halved the fuzz harness's rate), or fewer ([`crate::selfcheck`]).
+        let cross_check = !sampled && self.report.recoveries % 4 == 0 && crate::self_check_due!();
         let clean = guarded(|| {
             // A recovery that is not crashed again only needs to be judged.
             let mounted = if sampled { target.recover(&mut dev) } else { target.recover_to_judge(&mut dev) };
@@ -249,7 +251,7 @@ impl<T: Target> Explorer<'_, '_, T> {
                         touched.push(Touched::Free(from, hi));
                     }
                 }
-                if cfg!(debug_assertions) {
+                if crate::self_check_due!() {
                     let plain: Vec<(u32, Slot)> = (words.touched().into_iter())
                         .flat_map(|(lo, hi)| lo..hi)
                         .map(|c| (c, now(c)))
@@ -385,7 +387,7 @@ fn point_hash(state: &CrashState) -> u128 {
     };
     for l in &state.lines {
         // The line's digest covers its units' count, addresses and values.
-        let d = l.units.digest();
+        let d = l.digest();
         mix(l.line);
         mix(d as u64);
         mix((d >> 64) as u64);
