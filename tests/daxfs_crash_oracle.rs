@@ -134,3 +134,40 @@ fn torn_user_store_under_eadr_is_judged_as_begun() {
     // Judged as a cut before the store began, the same image shows data not yet written.
     assert_eq!(judge(false), vec![ViolationClass::ForeignData]);
 }
+
+/// An msync whose range runs past the end of its mapping writes back, and so acknowledges, only
+/// the mapped part: a store beyond it through another, longer mapping of the same file is not
+/// promised durable. `crash_workload` found this on the fixed model (minimized to the workload
+/// below): the acknowledgement covered the whole range asked for, so the crash oracle called the
+/// unflushed store a lost write.
+#[test]
+fn an_msync_past_its_mapping_acknowledges_only_the_mapped_range() {
+    use crashsim::crash::{CrashConfig, explore_workload};
+    use crashsim::daxfs::fs::AllocPolicy;
+    use crashsim::workload::MapSlot;
+    let (f0, m0, m1) = (FileSlot(0), MapSlot(0), MapSlot(1));
+    let at = 2_088_960; // page 510 of a 2 MiB file, outside the 8 KiB mapping
+    let w = Workload {
+        threads: vec![
+            vec![
+                Op::Create { file: f0 },
+                Op::Mmap { map: m0, file: f0, off: 0, len: 8192, map_sync: false },
+                Op::Mmap { map: m1, file: f0, off: 0, len: 4 << 20, map_sync: false },
+                Op::Load { map: m1, off: at, len: 8 },
+                Op::Store { map: m1, off: at, len: 8 },
+            ],
+            vec![Op::Truncate { file: f0, size: 2 << 20 }, Op::Msync { map: m0, off: 0, len: 4 << 20 }],
+        ],
+        schedule: vec![0, 0, 0, 1, 1, 1],
+        options: WorkloadOptions::default(),
+    };
+    w.validate().expect("a valid workload");
+    for policy in [AllocPolicy::ZeroBeforeCommit, AllocPolicy::UnwrittenEndIo] {
+        let mut config = RunConfig::default();
+        config.mount.policy = policy;
+        let report = explore_workload(&DaxfsTarget::new(config), &CrashConfig::default(), 0, &w, None)
+            .expect("the workload runs");
+        assert!(report.crash_points > 0, "{policy:?}: crash points explored");
+        assert_eq!(report.violations, vec![], "{policy:?}: the fixed model is clean");
+    }
+}

@@ -575,9 +575,16 @@ impl Harness {
 
     async fn msync(&self, slot: usize, off: u64, len: u64) -> Result<(), Errno> {
         let (id, file_id, _, _) = self.map_file(slot)?;
-        let base = self.fs.state().mapping(id)?.off;
+        let (base, mapped) = {
+            let st = self.fs.state();
+            let m = st.mapping(id)?;
+            (m.off, m.len)
+        };
         let before = self.events_len();
         self.fs.msync(id, off, len).await?;
+        // msync writes back the mapping's pages in the range, so only those are promised: a
+        // range running past the mapping's end says nothing of the file beyond it.
+        let len = len.min(mapped.saturating_sub(off));
         self.ack(file_id, (base + off) / 8, (base + off + len) / 8, before, AckKind::Msync, None);
         Ok(())
     }
