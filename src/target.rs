@@ -250,9 +250,11 @@ pub trait Target: Sync {
     /// judges the metadata `recover` returns and reads data through its `words`), but it must
     /// fail exactly when `recover` fails and return a state that `check_lines`,
     /// [`Target::verdict_key`] and [`Target::fingerprint`] treat as they treat `recover`'s.
-    /// A debug build runs both on every fourth such state and compares whether they fail
-    /// and, for a line-local target, their verdict keys; the recoveries a sweep crashes, and
-    /// brute-force exploration, always run `recover`. The default is `recover`.
+    /// The engine also calls it for the second recovery after a crash inside recovery, whose
+    /// fingerprint it compares with the first's. A debug build runs both on every fourth
+    /// judged state and on each such second recovery, and compares whether they fail, their
+    /// fingerprints and, for a line-local target, their verdict keys; the recoveries a sweep
+    /// crashes, and brute-force exploration, always run `recover`. The default is `recover`.
     fn recover_to_judge(&self, dev: &mut Device) -> Result<Self::Mounted, Self::Error> {
         self.recover(dev)
     }

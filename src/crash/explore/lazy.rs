@@ -345,7 +345,7 @@ fn set(assigned: &mut Vec<(u32, Slot)>, cell: u32, before: Slot, slot: Slot) {
 /// same state (`view`, read untracked) fails exactly when it did and, for a line-local target,
 /// gives a state with the same verdict key. (Nothing else is asked of `dev` here: a read
 /// through it would be tracked, and a debug build must explore what a release build does.)
-fn check_recover_to_judge<T: Target>(
+pub(super) fn check_recover_to_judge<T: Target>(
     target: &T,
     judged: &Result<T::Mounted, T::Error>,
     dev: &Device,
@@ -355,6 +355,11 @@ fn check_recover_to_judge<T: Target>(
     let full = target.recover(&mut full_dev);
     match (judged, &full) {
         (Ok(judged), Ok(full)) => {
+            assert_eq!(
+                target.fingerprint(judged, dev),
+                target.fingerprint(full, &full_dev),
+                "recover_to_judge and recover give states with different fingerprints"
+            );
             if target.line_local() {
                 assert_eq!(
                     target.verdict_key(judged, dev),

@@ -710,20 +710,21 @@ fn shared_table(c: &mut CleanPages, file: u32, h: &FileHistory<'_>, page: u64) -
         c.floors.clear();
     }
     let acks = h.acks_returned();
-    let (table, id) = match c.floors.get(&(file, page)) {
-        Some(e) if e.acks == acks => (Arc::clone(&e.table), e.id),
+    // `known`: the entry already holds this table with these acks, and is not written again.
+    let (table, id, known) = match c.floors.get(&(file, page)) {
+        Some(e) if e.acks == acks => (Arc::clone(&e.table), e.id, true),
         Some(e) if e.acks < acks => {
             let table = h.extend_page_table(&e.table, page, e.acks).expect("a shareable history extends");
             if table == *e.table {
-                (Arc::clone(&e.table), e.id)
+                (Arc::clone(&e.table), e.id, false)
             } else {
                 c.next_table += 1;
-                (Arc::new(table), c.next_table)
+                (Arc::new(table), c.next_table, false)
             }
         }
         _ => {
             c.next_table += 1;
-            (Arc::new(h.page_table(page)), c.next_table)
+            (Arc::new(h.page_table(page)), c.next_table, false)
         }
     };
     if crate::self_check_due!() {
@@ -733,7 +734,9 @@ fn shared_table(c: &mut CleanPages, file: u32, h: &FileHistory<'_>, page: u64) -
             "the shared table of file {file} page {page} with {acks} acks"
         );
     }
-    c.floors.insert((file, page), SharedTable { acks, table: Arc::clone(&table), id });
+    if !known {
+        c.floors.insert((file, page), SharedTable { acks, table: Arc::clone(&table), id });
+    }
     (table, id)
 }
 
