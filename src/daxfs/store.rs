@@ -106,26 +106,31 @@ impl MetaStore {
         dev: &mut Device,
         bugs: BugSet,
     ) -> Result<(MetaStore, RecoveryInfo, Vec<FsckProblem>), FsError> {
+        let (store, info) = Self::recover(dev, bugs)?;
+        let problems = fsck(&store.meta, &store.geom);
+        Ok((store, info, problems))
+    }
+
+    /// [`Self::mount_unchecked`] without its fsck: the mount the crash engine runs, whose
+    /// oracle runs fsck on the metadata it judges.
+    pub fn recover(dev: &mut Device, bugs: BugSet) -> Result<(MetaStore, RecoveryInfo), FsError> {
         Self::mount_with(dev, bugs, WriteBack::Yes)
     }
 
-    /// Like [`Self::mount_unchecked`], for a mount whose metadata is judged and then dropped:
-    /// the replayed metadata is not written back (no home copy, no checkpoint slot), so the
-    /// device is left as the crash left it. Everything else is the same, including every
-    /// error the write-back could raise: the metadata, the replay counts and fsck's findings
-    /// are those of `mount_unchecked`.
-    pub fn mount_to_judge(
-        dev: &mut Device,
-        bugs: BugSet,
-    ) -> Result<(MetaStore, RecoveryInfo, Vec<FsckProblem>), FsError> {
+    /// Like [`Self::recover`], for a mount whose metadata is judged and then dropped: the
+    /// replayed metadata is not written back (no home copy, no checkpoint slot), so the device
+    /// is left as the crash left it. Everything else is the same, including every error the
+    /// write-back could raise: the metadata and the replay counts are those of `recover`.
+    pub fn mount_to_judge(dev: &mut Device, bugs: BugSet) -> Result<(MetaStore, RecoveryInfo), FsError> {
         Self::mount_with(dev, bugs, WriteBack::No)
     }
 
+    /// Loads, replays and (`write_back`) writes the result back; no fsck.
     fn mount_with(
         dev: &mut Device,
         bugs: BugSet,
         write_back: WriteBack,
-    ) -> Result<(MetaStore, RecoveryInfo, Vec<FsckProblem>), FsError> {
+    ) -> Result<(MetaStore, RecoveryInfo), FsError> {
         // Bug::ReplaySkipsCrc (`replay-skips-crc`, docs/design.md §7): no record or body crc checks.
         let (geom, ckpt, mut meta, scanned) = load(dev, !bugs.contains(Bug::ReplaySkipsCrc))?;
         let relative = bugs.contains(Bug::ReplayNotIdempotent);
@@ -159,8 +164,7 @@ impl MetaStore {
                 }
             }
         }
-        let problems = fsck(&store.meta, &store.geom);
-        Ok((store, info, problems))
+        Ok((store, info))
     }
 
     pub fn geometry(&self) -> &Geometry {

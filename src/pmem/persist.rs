@@ -1022,8 +1022,17 @@ impl<'t> Tracker<'t> {
         self.pos += 1;
         match (self.model, event.op) {
             (_, Op::Store { .. }) | (_, Op::StoreNt { .. }) if self.model == PersistenceModel::Eadr => {
-                for (addr, value) in self.trace.store_units(&event) {
-                    self.make_durable(Unit { addr, value, seq });
+                // `make_durable` per unit, with the writes batched: one page lookup per run of
+                // units on a page. Nothing is pending under eADR unless a trace mixes models,
+                // so the superseded units are looked for only when something is.
+                let hash = &mut self.durable_hash;
+                self.durable.swap_words(self.trace.store_units(&event), |addr, old, new| {
+                    *hash = rehash(*hash, addr, old, new);
+                });
+                if !self.nt.is_empty() || !self.lines.is_empty() {
+                    for (addr, value) in self.trace.store_units(&event) {
+                        self.drop_superseded(Unit { addr, value, seq });
+                    }
                 }
             }
             (_, Op::Store { .. }) => {

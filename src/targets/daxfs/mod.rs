@@ -328,15 +328,16 @@ impl Target for DaxfsTarget {
     }
 
     fn recover(&self, dev: &mut Device) -> Result<MetaStore, FsError> {
-        // fsck problems are not a mount failure here: `check` reports them as
-        // AllocatorInconsistent, a truer class than RecoveryFailed.
-        MetaStore::mount_unchecked(dev, self.config.mount.bugs).map(|(store, _, _)| store)
+        // fsck problems are not a mount failure here, and recovery does not look for them:
+        // `check` runs fsck and reports them as AllocatorInconsistent, a truer class than
+        // RecoveryFailed.
+        MetaStore::recover(dev, self.config.mount.bugs).map(|(store, _)| store)
     }
 
     /// Recovery without writing the replayed metadata back: the check reads the metadata
     /// recovery returns and the data through `words`, never the device's metadata blocks.
     fn recover_to_judge(&self, dev: &mut Device) -> Result<MetaStore, FsError> {
-        MetaStore::mount_to_judge(dev, self.config.mount.bugs).map(|(store, _, _)| store)
+        MetaStore::mount_to_judge(dev, self.config.mount.bugs).map(|(store, _)| store)
     }
 
     /// The journal: every record and commit carries a crc, and replay must reject a damaged one

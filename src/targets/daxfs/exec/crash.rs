@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::check::{Violation, ViolationClass};
 use crate::daxfs::fsck::fsck;
+use crate::daxfs::meta::Inode;
 use crate::daxfs::store::MetaStore;
 use crate::daxfs::tag::Word;
 use crate::daxfs::{BLOCK_BYTES, BlockNr, ExtentState, Ino};
@@ -416,18 +417,20 @@ impl FileCheck<'_> {
         let words_per_page = BLOCK_BYTES / 8;
         let mut buf = vec![0u8; BLOCK_BYTES as usize];
         let mut out = Vec::new();
-        for page in 0..words_end.div_ceil(words_per_page) {
+        let pages = words_end.div_ceil(words_per_page);
+        let mut next_page = 0;
+        while next_page < pages {
+            let page = next_page;
+            next_page += 1;
             let lo = page * words_per_page;
             let hi = (lo + words_per_page).min(words_end);
             let unwritten = histories.iter().all(|(_, h)| h.page_unwritten(lo));
             let floors = std::cell::OnceCell::new();
             let floors = || floors.get_or_init(|| Floors::of(histories, page, data));
             // Names the page's history among those of other crash points, if its tables are
-            // shared (see `CleanPages::across`).
-            let page_history = || -> Option<PageHistory> {
-                let Floors::Shared { ids: Some(ids), .. } = floors() else { return None };
-                Some(histories.iter().zip(ids).map(|((f, h), &id)| (*f, id, h.page_events(page))).collect())
-            };
+            // shared (see `CleanPages::across`). Reads the shared tables' ids without taking
+            // the tables: a page found clean by it never needs them.
+            let page_history = || page_history(histories, page, data);
             let mapped = inode.lookup(page).map(|e| (BlockNr(e.phys.0 + page - e.file_block), e.state));
             // Other values a word of the page may hold (lazy enumeration): (word, value).
             let mut others: Vec<(u64, u64)> = Vec::new();
@@ -581,7 +584,14 @@ impl FileCheck<'_> {
                     Some(b)
                 }
                 // A hole or unwritten extent reads as zeros; only acknowledged writes can fail.
-                _ if unwritten => continue,
+                // So do the pages after it up to the next written block or written page; the
+                // plain check still takes them one by one.
+                _ if unwritten => {
+                    if !matches!(data, Data::Plain(_)) {
+                        next_page = unwritten_run_end(inode, histories, page, pages);
+                    }
+                    continue;
+                }
                 _ => {
                     buf.fill(0);
                     None
@@ -618,6 +628,63 @@ impl FileCheck<'_> {
         }
         out
     }
+}
+
+/// The end of the run of pages from `page` that are, like `page`, neither mapped to a written
+/// block nor written by any candidate history: a hole or unwritten extent's end, or the next
+/// extent's start, or the next page a history wrote, whichever comes first.
+fn unwritten_run_end(inode: &Inode, histories: &[(u32, FileHistory<'_>)], page: u64, pages: u64) -> u64 {
+    let span_end = match inode.lookup(page) {
+        Some(e) => e.file_block + e.len,
+        None => inode.next_extent_after(page).map_or(u64::MAX, |e| e.file_block),
+    };
+    let written = histories.iter().filter_map(|(_, h)| h.next_written_page(page)).min();
+    let end = span_end.min(written.unwrap_or(u64::MAX)).min(pages);
+    if crate::self_check_due!() {
+        for p in page..end {
+            let mapped = inode.lookup(p).map(|e| e.state);
+            assert!(
+                mapped != Some(ExtentState::Written)
+                    && histories.iter().all(|(_, h)| h.page_unwritten(p * (BLOCK_BYTES / 8))),
+                "page {p} skipped with the unwritten run from page {page}"
+            );
+        }
+    }
+    end
+}
+
+/// See `page_history` in `FileCheck::check`: the page's table ids and event counts, if every
+/// candidate's tables are shared (never with the plain check). An id comes from the shared
+/// table's entry when that entry holds as many acks as the history, without touching the
+/// table; otherwise as `Floors::of` gets it.
+fn page_history(histories: &[(u32, FileHistory<'_>)], page: u64, data: &Data<'_>) -> Option<PageHistory> {
+    if matches!(data, Data::Plain(_)) || !histories.iter().all(|(_, h)| h.tables_shareable()) {
+        return None;
+    }
+    let ids = CLEAN.with(|c| {
+        let mut c = c.borrow_mut();
+        let c = &mut *c;
+        (histories.iter())
+            .map(|(f, h)| {
+                let id = match c.floors.get(&(*f, page)) {
+                    Some(e) if e.acks == h.acks_returned() => e.id,
+                    _ => shared_table(c, *f, h, page).1,
+                };
+                (*f, id, h.page_events(page))
+            })
+            .collect()
+    });
+    if crate::self_check_due!() {
+        let Floors::Shared { ids: Some(by_floors), .. } = Floors::of(histories, page, data) else {
+            panic!("shareable tables without ids");
+        };
+        let ids: &PageHistory = &ids;
+        assert!(
+            ids.iter().map(|&(_, id, _)| id).eq(by_floors.iter().copied()),
+            "page {page}: table ids read without the tables"
+        );
+    }
+    Some(ids)
 }
 
 fn insert_across(c: &mut CleanPages, key: Option<AcrossKey>, id: Option<(u64, AcrossId)>) {

@@ -506,6 +506,11 @@ impl FileHistory<'_> {
             .min()
     }
 
+    /// The first page at or after `page` this file wrote on, if any.
+    pub fn next_written_page(&self, page: u64) -> Option<u64> {
+        self.by_page.range(page..).next().map(|(&p, _)| p)
+    }
+
     /// Did this file write nothing on the page of `word` (so zero is the only expected content,
     /// and an all-zero page needs no word-by-word judging)?
     pub fn page_unwritten(&self, word: u64) -> bool {
