@@ -361,8 +361,33 @@ type AcrossId = (PageHistory, PageKey, PageIdentity);
 /// inode's candidate incarnations (which the list names): the id of its page table and how
 /// many of its events touch the page (`FileHistory::page_events`). A word's verdict reads
 /// nothing else of the history but the block's earlier writers, which only tell one kind of
-/// bad word from another and never make a word good.
-type PageHistory = Box<[(u32, u64, usize)]>;
+/// bad word from another and never make a word good. Held inline for one candidate (nearly
+/// every page), boxed for more; each length is built one way only, so equal lists are equal
+/// values.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum PageHistory {
+    One(HistoryEntry),
+    Many(Box<[HistoryEntry]>),
+}
+
+/// (file id, page table id, events touching the page): one candidate's part of a `PageHistory`.
+type HistoryEntry = (u32, u64, usize);
+
+impl PageHistory {
+    fn new(mut entries: impl ExactSizeIterator<Item = HistoryEntry>) -> Self {
+        match entries.len() {
+            1 => Self::One(entries.next().expect("one entry")),
+            _ => Self::Many(entries.collect()),
+        }
+    }
+
+    fn entries(&self) -> &[HistoryEntry] {
+        match self {
+            Self::One(e) => std::slice::from_ref(e),
+            Self::Many(es) => es,
+        }
+    }
+}
 
 /// Entries of `CleanPages::across` at most (each holds a page of bytes).
 const ACROSS_PAGES_MAX: usize = 4096;
@@ -664,23 +689,20 @@ fn page_history(histories: &[(u32, FileHistory<'_>)], page: u64, data: &Data<'_>
     let ids = CLEAN.with(|c| {
         let mut c = c.borrow_mut();
         let c = &mut *c;
-        (histories.iter())
-            .map(|(f, h)| {
-                let id = match c.floors.get(&(*f, page)) {
-                    Some(e) if e.acks == h.acks_returned() => e.id,
-                    _ => shared_table(c, *f, h, page).1,
-                };
-                (*f, id, h.page_events(page))
-            })
-            .collect()
+        PageHistory::new(histories.iter().map(|(f, h)| {
+            let id = match c.floors.get(&(*f, page)) {
+                Some(e) if e.acks == h.acks_returned() => e.id,
+                _ => shared_table(c, *f, h, page).1,
+            };
+            (*f, id, h.page_events(page))
+        }))
     });
     if crate::self_check_due!() {
         let Floors::Shared { ids: Some(by_floors), .. } = Floors::of(histories, page, data) else {
             panic!("shareable tables without ids");
         };
-        let ids: &PageHistory = &ids;
         assert!(
-            ids.iter().map(|&(_, id, _)| id).eq(by_floors.iter().copied()),
+            ids.entries().iter().map(|&(_, id, _)| id).eq(by_floors.iter().copied()),
             "page {page}: table ids read without the tables"
         );
     }
