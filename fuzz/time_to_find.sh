@@ -3,14 +3,15 @@
 #
 #   fuzz/time_to_find.sh BUG corpus|empty [CAP_SECONDS]
 #
-# Runs the already built binary (`cd fuzz && cargo fuzz build -s none crash_workload`), so no
-# build time is counted, from a copy of the committed corpus or from an empty one, and prints
-# one table row: bug|mode|seconds|headline class|last execution count|exit code.
+# Runs the already built binary (`cd fuzz && cargo fuzz build -O --no-trace-compares -s none
+# crash_workload`, the campaign build; `BIN=PATH` names another), so no build time is
+# counted, from a copy of the committed corpus or from an empty one, and prints one table row:
+# bug|mode|seconds|headline class|last execution count|exit code.
 set -u
 bug=$1; mode=$2; cap=${3:-600}
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=$root/fuzz/target/x86_64-unknown-linux-gnu/release/crash_workload
-[ -x "$bin" ] || { echo "build it first: cd fuzz && cargo fuzz build -s none crash_workload" >&2; exit 2; }
+bin=${BIN:-$root/fuzz/target/x86_64-unknown-linux-gnu/release/crash_workload}
+[ -x "$bin" ] || { echo "build it first: cd fuzz && cargo fuzz build -O --no-trace-compares -s none crash_workload" >&2; exit 2; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 mkdir -p "$dir/corpus" "$dir/artifacts"
